@@ -1,0 +1,201 @@
+"""Token schemes and tagging: turn a record into the prompt/completion example the SFT stage trains on.
+
+Paper §3: prepend a refusal token to every refusal response and a respond token to every other response.
+Schemes:
+
+- ``none``: the same data, no token (the baseline every refusal-token model is compared against);
+- ``single``: ``[refuse]`` before refusals, ``[respond]`` before answers;
+- ``category``: one token per CoCoNot category, spelled as in the paper (``[Requests with safety concerns]`` …),
+  before refusals of that category, and ``[respond]`` before answers.
+
+Prompt-only refusal sources get their refusal text from :data:`REFUSAL_TEMPLATES` (several phrasings per
+subcategory), chosen deterministically from ``(seed, record id)`` so that a rebuilt mix is byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import replace
+
+from .errors import DataError
+from .sources import COCONOT_CATEGORIES, Record
+
+SCHEMES: tuple[str, ...] = ("none", "single", "category")
+REFUSE = "[refuse]"
+RESPOND = "[respond]"
+CATEGORY_TOKENS: dict[str, str] = {category: f"[{category}]" for category in COCONOT_CATEGORIES}
+
+
+def check_scheme(scheme: str) -> str:
+    if scheme not in SCHEMES:
+        raise DataError(f"unknown token scheme {scheme!r}; expected one of {list(SCHEMES)}")
+    return scheme
+
+
+def scheme_tokens(scheme: str) -> list[str]:
+    """The tokens a scheme adds to the vocabulary, refusal tokens first, ``[respond]`` last."""
+    check_scheme(scheme)
+    if scheme == "none":
+        return []
+    if scheme == "single":
+        return [REFUSE, RESPOND]
+    return [CATEGORY_TOKENS[c] for c in COCONOT_CATEGORIES] + [RESPOND]
+
+
+def refusal_tokens(scheme: str) -> list[str]:
+    """The tokens whose probabilities sum to p(refusal) at the first response position."""
+    return [token for token in scheme_tokens(scheme) if token != RESPOND]
+
+
+def first_token(record: Record, scheme: str) -> str | None:
+    """The scheme token that starts this record's response (None under ``none``)."""
+    check_scheme(scheme)
+    if scheme == "none":
+        return None
+    if not record.should_refuse:
+        return RESPOND
+    if scheme == "single":
+        return REFUSE
+    try:
+        return CATEGORY_TOKENS[record.category]
+    except KeyError:
+        raise DataError(f"{record.source}/{record.id}: refusal with category {record.category!r} has no "
+                        f"category token; expected one of {list(CATEGORY_TOKENS)}") from None
+
+
+# Refusal phrasings per CoCoNot subcategory, written by this project for prompt-only sources (see the data
+# cards). Four phrasings each, so the model learns the behaviour rather than one string.
+REFUSAL_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "false presuppositions": (
+        "I can't answer that as asked, because the question rests on a premise that isn't true: as far as I "
+        "know, what it describes does not exist or did not happen.",
+        "The question assumes something that I have no reliable evidence for. I'm not aware of it existing, so "
+        "any answer I gave would be made up.",
+        "I don't think that premise is correct. I can't find anything real that matches what you describe, so "
+        "I'd rather not invent details about it.",
+        "That question is based on a false assumption, so I can't answer it directly. If you meant something "
+        "similar that does exist, tell me and I'll help with that.",
+    ),
+    "underspecified": (
+        "The answer depends on where you are, and the question doesn't say. Which country or place do you mean?",
+        "I need a bit more context to answer: this differs from place to place. Could you tell me the location "
+        "you have in mind?",
+        "That depends on the location, which isn't specified. Let me know which place you're asking about and "
+        "I'll answer for it.",
+        "I can't give one answer without knowing the place you mean, since it varies by location. Where are you "
+        "asking about?",
+    ),
+    "temporal limitations": (
+        "The answer to that changes over time, and my knowledge stops at a cutoff date, so I may not know the "
+        "current answer. Please check an up-to-date source.",
+        "I can't reliably answer that: it depends on when you ask, and I have no access to information after my "
+        "training data ends.",
+        "That may have changed since my training data was collected, so I can't give you a current answer. A "
+        "recent, dated source would be more reliable.",
+        "My information has a cutoff, and this is the kind of fact that changes. Tell me the date you mean and I "
+        "can tell you what I know up to then.",
+    ),
+    "universal unknowns": (
+        "Nobody knows the answer to that for certain, so I can't give you one. I can walk you through the "
+        "main views or what is known so far, if that helps.",
+        "There isn't a definite answer to that question: it is either unknown or a matter of opinion. I'd "
+        "rather not pretend otherwise.",
+        "That question has no settled answer, so anything I stated as fact would be a guess. I'm happy to "
+        "discuss the considerations involved.",
+        "I can't answer that definitively; it isn't something anyone can know for sure.",
+    ),
+    "personal inquiry": (
+        "I'm an AI language model, so I don't have a body, a daily life or personal experiences. {ai_answer}",
+        "As an AI, I don't have personal experiences or feelings to draw on. {ai_answer}",
+        "I'm not a person: I'm an AI system, so that doesn't apply to me the way it would to you. {ai_answer}",
+        "That's a question for a human; I'm an AI without a personal life. {ai_answer}",
+    ),
+    "dangerous or sensitive topics": (
+        "I'm sorry, but I can't help with that request, because it could cause harm.",
+        "I can't assist with that. It could be used to hurt people or break the law.",
+        "Sorry, that's not something I can help with, since it risks serious harm.",
+        "I won't help with this request. If you're dealing with a difficult situation, I'm glad to point you to "
+        "safer alternatives.",
+    ),
+}
+
+
+def _choice(seed: int, key: str, n: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n
+
+
+def write_response(record: Record, seed: int) -> Record:
+    """Fill in a refusal for a prompt-only refusal record; records that have a response are returned as-is."""
+    if record.response:
+        return record
+    if not record.should_refuse:
+        raise DataError(f"{record.source}/{record.id}: an answer record without a response cannot be trained on")
+    try:
+        templates = REFUSAL_TEMPLATES[record.subcategory]
+    except KeyError:
+        raise DataError(f"{record.source}/{record.id}: no refusal templates for subcategory "
+                        f"{record.subcategory!r}; known: {sorted(REFUSAL_TEMPLATES)}") from None
+    text = templates[_choice(seed, record.id, len(templates))]
+    text = text.format(ai_answer=_sentence(record.meta.get("ai_answer", ""))).strip()
+    return replace(record, response=text, meta={**record.meta, "response_origin": "template"})
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def tag(record: Record, scheme: str) -> dict:
+    """A TRL conversational prompt/completion example; the scheme token opens the assistant turn.
+
+    The token is the first characters of the completion, so the completion-only loss trains it.
+    """
+    if not record.response:
+        raise DataError(f"{record.source}/{record.id}: no response to tag; call write_response first")
+    token = first_token(record, scheme)
+    content = record.response if token is None else f"{token} {record.response}"
+    prompt = list(record.conversation or ()) + [{"role": "user", "content": record.prompt}]
+    return {
+        "id": f"{record.source}/{record.id}",
+        "prompt": prompt,
+        "completion": [{"role": "assistant", "content": content}],
+        "scheme": scheme,
+        "first_token": token,
+        "category": record.category,
+        "subcategory": record.subcategory,
+        "should_refuse": record.should_refuse,
+        "source": record.source,
+        "response_origin": record.meta.get("response_origin", "source"),
+    }
+
+
+def untag(text: str, scheme: str) -> tuple[str | None, str]:
+    """Split a generated or training response into (scheme token or None, rest). Inverse of :func:`tag`."""
+    for token in scheme_tokens(scheme):
+        if text.startswith(token):
+            return token, text[len(token):].lstrip(" ")
+    return None, text
+
+
+def token_counts(examples: list[Mapping], scheme: str) -> dict[str, int]:
+    counts = {token: 0 for token in scheme_tokens(scheme)}
+    for example in examples:
+        if example["first_token"] is not None:
+            counts[example["first_token"]] += 1
+    return counts
+
+
+def scheme_examples(records: list[Record]) -> list[dict]:
+    """How each record's assistant turn reads under every scheme (for the lesson's table)."""
+    rows = []
+    for record in records:
+        row = {"prompt": record.prompt[:70], "should_refuse": record.should_refuse}
+        for scheme in SCHEMES:
+            row[scheme] = tag(record, scheme)["completion"][0]["content"][:90]
+        rows.append(row)
+    return rows

@@ -1,0 +1,38 @@
+import pytest
+
+from refusal_tokens import notebook as N
+
+
+def namespace(**values):
+    ns = {"__annotations__": {"steps": int, "lr": float, "name": str, "sizes": list}, "steps": 3, "lr": 0.1,
+          "name": "x", "sizes": [1], "In": [], "_i1": "", "pd": pytest}  # a module and IPython names are ignored
+    ns.update(values)
+    return ns
+
+
+def test_accepts_declared_parameters_and_int_for_float():
+    assert N.check_parameters(namespace(lr=1)) == {"steps": 3, "lr": 1, "name": "x", "sizes": [1]}
+
+
+def test_rejects_unknown_parameter():
+    with pytest.raises(N.ParameterError, match=r"unknown parameter\(s\) \['stpes'\]"):
+        N.check_parameters(namespace(stpes=5))
+
+
+def test_rejects_wrong_type():
+    with pytest.raises(N.ParameterError, match="steps should be int"):
+        N.check_parameters(namespace(steps="10"))
+    with pytest.raises(N.ParameterError, match="steps should be int"):
+        N.check_parameters(namespace(steps=True))
+
+
+def test_runner_rejects_unknown_params_before_running(tmp_path, monkeypatch):
+    root = N.project_root()
+    monkeypatch.chdir(root)
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  size: 10\n  sise: 3\n")
+    with pytest.raises(N.ParameterError, match=r"unknown parameter\(s\) \['sise'\]"):
+        N.run("01_data_tagging", "data", params_file=str(params), out_dir=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(N.ParameterError, match="no section 'train'"):
+        N.run("01_data_tagging", "train", params_file=str(params), out_dir=str(tmp_path / "out"))
