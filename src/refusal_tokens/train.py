@@ -1,0 +1,525 @@
+"""Supervised fine-tuning with TRL's SFTTrainer: one code path for every variant, on CPU, one GPU or many.
+
+    python -m refusal_tokens.train --params params.yaml --variant single_r50     # a DVC stage
+    accelerate launch --config_file configs/accelerate/fsdp.yaml -m refusal_tokens.train --config configs/paper_llama3_8b.yaml
+    python -m refusal_tokens.train --config configs/paper_llama3_8b.yaml --dry-run  # print the trainer config
+
+Data are conversational prompt/completion rows (notebook 01); TRL's completion-only loss covers the assistant
+turn, whose first characters are the scheme token. Device settings are explicit: on CPU fp32 without gradient
+checkpointing (TRL's defaults, bf16 + checkpointing, are emulated and very slow there); on CUDA bf16.
+
+Each run writes a Hub-ready folder: model + tokenizer (+ chat template), ``params.json`` (resolved config),
+``training_log.json`` (loss and p(scheme token) vs step), ``metrics.json`` and a model card ``README.md``.
+Interrupted runs resume from the last checkpoint in ``checkpoint_dir`` (a DVC ``persist`` output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError
+from .tagging import SCHEMES, refusal_tokens, scheme_tokens
+
+
+@dataclass
+class TrainConfig:
+    name: str  # variant name, e.g. single_r50
+    scheme: str  # none | single | category
+    model: str  # folder holding base (+ tokens), or a Hub id
+    train_file: str
+    validation_file: str
+    output_dir: str
+    checkpoint_dir: str
+    revision: str | None = None
+    mix: str = ""
+    init: str = ""  # recorded only: the token rows were initialised when `model` was prepared
+    learning_rate: float = 2e-4
+    new_token_lr: float = 0.0  # > 0: the scheme tokens' rows train at this rate and the old rows are frozen
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs (the CPU budget is set in steps)
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    global_batch_size: int = 0  # > 0: accumulation = global / (per-device batch × processes)
+    max_length: int = 192
+    max_train_rows: int = 0  # 0 = every row of the train split
+    eval_rows: int = 64  # validation rows for the loss (a fixed subset: loss is the costly part)
+    score_rows: int = 0  # validation prompts scored for p(token) at the end; 0 = all
+    curve_every: int = 0  # steps between (val loss, p(token)) points; 0 = only the final point
+    save_steps: int = 8
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool | None = None  # None: on for CUDA, off for CPU
+    gradient_checkpointing: bool | None = None  # None: off (small models); the paper profile turns it on
+    torch_threads: int = 0  # 0 = torch's default
+    dataloader_num_workers: int = 0
+    train_sampling_strategy: str = "group_by_length"  # batches of similar length: less padding to compute
+    report_to: str = "none"
+    extra_sft_args: dict = field(default_factory=dict)  # any other SFTConfig field, passed through
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise DataError(f"{self.name}: unknown scheme {self.scheme!r}; expected one of {list(SCHEMES)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise DataError(f"{self.name}: device must be auto, cpu or cuda, got {self.device!r}")
+        for key in ("learning_rate", "per_device_train_batch_size", "max_length", "save_steps"):
+            if not getattr(self, key) > 0:
+                raise DataError(f"{self.name}: {key} must be > 0, got {getattr(self, key)!r}")
+        if self.new_token_lr > 0 and self.scheme == "none":
+            raise DataError(f"{self.name}: new_token_lr needs a scheme with tokens (scheme 'none' has none)")
+        if not 0 <= self.warmup_ratio < 1:
+            raise DataError(f"{self.name}: warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise DataError(f"unknown training parameter(s) {unknown}; known: {sorted(known)}")
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                         and f.name not in values)
+        if missing:
+            raise DataError(f"missing training parameter(s) {missing}")
+        return cls(**values)
+
+
+def resolve_device(cfg: TrainConfig) -> str:
+    import torch
+
+    if cfg.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.device
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def sft_config(cfg: TrainConfig, n_train_rows: int, device: str | None = None, processes: int | None = None,
+               check_hardware: bool = True):
+    """The full TRL ``SFTConfig`` for a run, with explicit per-device precision and memory settings.
+
+    ``check_hardware=False`` (dry runs) builds a CUDA configuration on a machine without a GPU: transformers
+    refuses bf16 there, so the config is built without it and bf16 is set afterwards; the real launch, on the GPU
+    machine, validates it.
+    """
+    from trl import SFTConfig
+
+    device = device or resolve_device(cfg)
+    processes = processes or world_size()
+    accumulation = cfg.gradient_accumulation_steps
+    if cfg.global_batch_size:
+        per_step = cfg.per_device_train_batch_size * processes
+        if cfg.global_batch_size % per_step:
+            raise DataError(f"{cfg.name}: global_batch_size {cfg.global_batch_size} is not a multiple of "
+                            f"per-device batch {cfg.per_device_train_batch_size} × {processes} processes")
+        accumulation = cfg.global_batch_size // per_step
+    global_batch = cfg.per_device_train_batch_size * processes * accumulation
+    steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(n_train_rows / global_batch * cfg.num_train_epochs)
+    bf16 = (device == "cuda") if cfg.bf16 is None else cfg.bf16
+    checkpointing = bool(cfg.gradient_checkpointing)
+    curve = cfg.curve_every > 0
+    deferred_bf16 = bf16 and not check_hardware
+    args = SFTConfig(
+        output_dir=cfg.checkpoint_dir,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=math.ceil(cfg.warmup_ratio * steps),  # this TRL takes steps, not a ratio
+        weight_decay=cfg.weight_decay,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=accumulation,
+        max_length=cfg.max_length,
+        completion_only_loss=True,  # the loss covers the assistant turn, scheme token included
+        packing=False,
+        bf16=bf16 and not deferred_bf16,
+        fp16=False,
+        activation_checkpointing=checkpointing,
+        use_cpu=device == "cpu",
+        eval_strategy="steps" if curve else "no",
+        eval_steps=cfg.curve_every if curve else None,
+        eval_on_start=curve,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=1,
+        logging_steps=1,
+        logging_first_step=True,
+        report_to=cfg.report_to,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=cfg.dataloader_num_workers,
+        train_sampling_strategy=cfg.train_sampling_strategy,
+        disable_tqdm=not sys.stderr.isatty(),
+        **cfg.extra_sft_args,
+    )
+    if deferred_bf16:
+        args.bf16 = True
+    return args
+
+
+def load_rows(path: str) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{number}: malformed JSON line ({error.msg})") from None
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    for number, row in enumerate(rows, start=1):
+        if "prompt" not in row or "completion" not in row:
+            raise DataError(f"{path}:{number}: a row needs 'prompt' and 'completion'")
+    return rows
+
+
+def new_token_optimizer(model, tokenizer, cfg: TrainConfig, args):
+    """AdamW in which the embedding matrix (tied with the LM head) is its own group at ``new_token_lr``, with a
+    gradient mask so that only the scheme tokens' rows move; every other weight trains at ``learning_rate``.
+
+    With Adam a gradient's scale does not set the step size, so the only way to give a few rows a faster rate is
+    their own parameter group; the mask keeps the old vocabulary where the pretrained model left it.
+    """
+    import torch
+
+    from .tokens import require_tokens
+
+    embed = model.get_input_embeddings().weight
+    mask = torch.zeros(embed.shape[0], 1, dtype=embed.dtype, device=embed.device)
+    mask[require_tokens(tokenizer, cfg.scheme)] = 1.0
+    embed.register_hook(lambda grad: grad * mask)
+    head = model.get_output_embeddings()
+    tied = head is None or head.weight is embed
+    if not tied:
+        head.weight.register_hook(lambda grad: grad * mask)
+    special = {id(embed)} | (set() if tied else {id(head.weight)})
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in special]
+    groups = [{"params": [embed] + ([] if tied else [head.weight]), "lr": cfg.new_token_lr, "weight_decay": 0.0},
+              {"params": rest, "lr": cfg.learning_rate, "weight_decay": cfg.weight_decay}]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                             eps=args.adam_epsilon)
+
+
+def fit_length(rows: Sequence[Mapping], tokenizer, max_length: int) -> tuple[list[Mapping], int]:
+    """Drop rows whose templated prompt + completion exceeds ``max_length`` tokens.
+
+    TRL would truncate them from the right, cutting the completion (and its scheme token's context) short.
+    """
+    kept = [r for r in rows if len(tokenizer.apply_chat_template(list(r["prompt"]) + list(r["completion"]),
+                                                                 tokenize=True, return_dict=False)) <= max_length]
+    if not kept:
+        raise DataError(f"every row is longer than max_length {max_length}")
+    return kept, len(rows) - len(kept)
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Area under the ROC curve (ties count half); None when one class is absent."""
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    if not pos or not neg:
+        return None
+    ranked = sorted([(s, 1) for s in pos] + [(s, 0) for s in neg])
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        average_rank = (i + j + 1) / 2  # ranks i+1 … j
+        rank_sum += average_rank * sum(flag for _, flag in ranked[i:j])
+        i = j
+    return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+def token_report(model, tokenizer, rows: Sequence[Mapping], scheme: str, batch_size: int = 16) -> dict:
+    """p(scheme tokens) at the first response position of each row, and the summary numbers.
+
+    ``first_token_accuracy``: argmax over the scheme's tokens equals the row's token. ``auroc``: p(refusal) = sum
+    over the refusal tokens, refusal rows vs answer rows.
+    """
+    from .scoring import first_token_probs
+    from .tokens import require_tokens
+
+    tokens = scheme_tokens(scheme)
+    if not tokens:
+        return {"rows": len(rows), "first_token_accuracy": None, "auroc": None, "auroc_by_category": None,
+                "per_row": []}
+    ids = require_tokens(tokenizer, scheme)
+    probs = first_token_probs(model, tokenizer, [r["prompt"] for r in rows], ids, batch_size=batch_size)
+    n_refusal = len(refusal_tokens(scheme))
+    p_refusal = probs[:, :n_refusal].sum(dim=1).tolist()
+    chosen = [tokens[i] for i in probs.argmax(dim=1).tolist()]
+    per_row = [{"id": r.get("id"), "category": r.get("category"), "should_refuse": r.get("should_refuse"),
+                "first_token": r.get("first_token"), "p_refusal": p, "argmax": c,
+                "p_label": float(probs[k, tokens.index(r["first_token"])]) if r.get("first_token") else None}
+               for k, (r, p, c) in enumerate(zip(rows, p_refusal, chosen))]
+    accuracy = sum(r["argmax"] == r["first_token"] for r in per_row) / len(per_row)
+    answers = [r["p_refusal"] for r in per_row if not r["should_refuse"]]
+    by_category = {}  # refusals of one category vs every answer row
+    for category in sorted({r["category"] for r in per_row if r["should_refuse"]}):
+        refusals = [r["p_refusal"] for r in per_row if r["should_refuse"] and r["category"] == category]
+        by_category[category] = auroc(refusals + answers, [True] * len(refusals) + [False] * len(answers))
+    return {"rows": len(rows), "first_token_accuracy": accuracy,
+            "auroc": auroc(p_refusal, [bool(r.get("should_refuse")) for r in rows]), "auroc_by_category": by_category,
+            "mean_p_label": sum(r["p_label"] for r in per_row) / len(per_row), "per_row": per_row}
+
+
+def _curve_callback(tokenizer, rows, scheme, curve):
+    from transformers import TrainerCallback
+
+    class Curve(TrainerCallback):
+        """After each evaluation: mean p(correct scheme token) on the scored validation prompts."""
+
+        def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
+            if curve and curve[-1]["step"] == state.global_step:
+                return  # the final evaluate() after an eval step: already recorded
+            point = {"step": state.global_step, "eval_loss": (metrics or {}).get("eval_loss")}
+            if scheme_tokens(scheme):
+                report = token_report(model, tokenizer, rows, scheme)
+                point.update(mean_p_label=report["mean_p_label"], first_token_accuracy=report["first_token_accuracy"],
+                             auroc=report["auroc"])
+            curve.append(point)
+
+    return Curve()
+
+
+def model_card(cfg: TrainConfig, metrics: Mapping, provenance: Mapping) -> str:
+    tokens = scheme_tokens(cfg.scheme)
+    ids = provenance.get("token_ids", {})
+    return "\n".join([
+        "---", "library_name: transformers", "tags: [refusal-tokens, sft, trl]", "---", "",
+        f"# {cfg.name}: refusal-token SFT ({cfg.scheme} scheme)", "",
+        "Trained by the refusal-tokens study (Jain et al., *Refusal Tokens*, COLM 2025, reproduced).", "",
+        f"- Base: {json.dumps({k: v for k, v in provenance.items() if k != 'token_ids'})}",
+        f"- Data mix: `{cfg.mix}` ({cfg.train_file}); scheme `{cfg.scheme}`; token init `{cfg.init or 'n/a'}`",
+        f"- Tokens: " + (", ".join(f"`{t}` = {ids.get(t, '?')}" for t in tokens) or "none (baseline)"),
+        f"- Training: lr {cfg.learning_rate} ({cfg.lr_scheduler_type}, warmup {cfg.warmup_ratio}), "
+        f"{metrics['steps']} steps × {metrics['global_batch']} rows, max length {cfg.max_length}, "
+        f"{metrics['device']} ({metrics['precision']})",
+        f"- Train tokens {metrics['train_tokens']:,} in {metrics['wall_seconds']:.0f} s "
+        f"({metrics['tokens_per_second']:.0f} tokens/s); final train loss {metrics['final_train_loss']:.3f}, "
+        f"validation loss {metrics['final_validation_loss']:.3f}",
+        f"- First-token accuracy {metrics['first_token_accuracy']}, AUROC of p(refusal) {metrics['auroc']} "
+        f"on {metrics['scored_rows']} validation prompts",
+        "", "## Use", "",
+        "Read the softmax probability of the refusal token(s) at the first response position, threshold or bias "
+        "it, force the chosen token and let the model continue (see the study's notebook 03).",
+        "", "## Deviations", "",
+        "Stand-in training data and CPU-budget training; see the study README's *Deviations* section.", "",
+        "**Content warning:** trained on refusals of harmful requests.", "",
+    ])
+
+
+def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
+    """Train one variant; write the Hub-ready folder atomically; return its metrics."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    device = resolve_device(cfg)
+    train_rows = load_rows(cfg.train_file)
+    if cfg.max_train_rows:
+        train_rows = train_rows[:cfg.max_train_rows]
+    val_rows = load_rows(cfg.validation_file)
+    for rows, path in ((train_rows, cfg.train_file), (val_rows, cfg.validation_file)):
+        schemes = {r.get("scheme") for r in rows}
+        if schemes != {cfg.scheme}:
+            raise DataError(f"{path} holds scheme(s) {sorted(map(str, schemes))}, but the variant is {cfg.scheme!r}")
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision)
+    if scheme_tokens(cfg.scheme):
+        from .tokens import require_tokens
+
+        require_tokens(tokenizer, cfg.scheme)  # the preparation stage adds them; training never resizes
+    train_rows, too_long = fit_length(train_rows, tokenizer, cfg.max_length)
+    val_rows, _ = fit_length(val_rows, tokenizer, cfg.max_length)
+    dtype = torch.bfloat16 if (device == "cuda" and cfg.bf16 is not False) else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, revision=cfg.revision, dtype=dtype)
+    if device == "cuda":
+        model.to("cuda")
+    args = sft_config(cfg, len(train_rows), device)
+    columns = ("prompt", "completion")
+    train_set = Dataset.from_list([{k: r[k] for k in columns} for r in train_rows])
+    eval_set = Dataset.from_list([{k: r[k] for k in columns} for r in val_rows[:cfg.eval_rows]])
+    scored = val_rows[:cfg.score_rows] if cfg.score_rows else val_rows
+    curve_rows = val_rows[:cfg.eval_rows]
+    curve: list[dict] = []
+    optimizer = new_token_optimizer(model, tokenizer, cfg, args) if cfg.new_token_lr > 0 else None
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+                         processing_class=tokenizer, optimizers=(optimizer, None), callbacks=[_curve_callback(tokenizer, curve_rows, cfg.scheme, curve), *callbacks])
+    last = resumable_checkpoint(cfg)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    wall = time.perf_counter() - start
+    final_eval = trainer.evaluate()
+    report = token_report(trainer.model, tokenizer, scored, cfg.scheme)
+    history = trainer.state.log_history
+    train_losses = [h["loss"] for h in history if "loss" in h]
+    train_tokens = max((h.get("num_tokens", 0) for h in history), default=0)
+    metrics = {
+        "variant": cfg.name, "scheme": cfg.scheme, "mix": cfg.mix, "init": cfg.init,
+        "device": device, "precision": "bf16" if args.bf16 else "fp32", "processes": world_size(),
+        "steps": trainer.state.global_step,
+        "global_batch": args.per_device_train_batch_size * world_size() * args.gradient_accumulation_steps,
+        "resumed_from": last,
+        "train_rows_dropped_too_long": too_long,
+        "train_tokens": int(train_tokens), "wall_seconds": wall,
+        "tokens_per_second": train_tokens / wall if wall else None,
+        "train_runtime": result.metrics.get("train_runtime"),
+        "final_train_loss": train_losses[-1] if train_losses else None,
+        "final_validation_loss": final_eval.get("eval_loss"), "validation_loss_rows": len(eval_set),
+        "first_token_accuracy": report["first_token_accuracy"], "auroc": report["auroc"],
+        "auroc_by_category": report.get("auroc_by_category"), "scored_rows": report["rows"],
+    }
+    out = Path(cfg.output_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    tmp.chmod(0o755)  # mkdtemp makes 0700 folders
+    try:
+        trainer.save_model(str(tmp))
+        tokenizer.save_pretrained(tmp)
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; params.json holds the same settings
+        provenance_file = Path(cfg.model) / "provenance.json"
+        provenance = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {"model": cfg.model}
+        (tmp / "params.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+        (tmp / "training_log.json").write_text(json.dumps({"log_history": history, "curve": curve}, indent=2) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (tmp / "validation_scores.json").write_text(json.dumps(report["per_row"]) + "\n")
+        (tmp / "README.md").write_text(model_card(cfg, metrics, provenance))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    finish_checkpoints(cfg)
+    return metrics
+
+
+def _config_key(cfg: TrainConfig) -> dict:
+    values = dataclasses.asdict(cfg)
+    values.pop("output_dir")  # where the result goes does not change what a checkpoint holds
+    return values
+
+
+def resumable_checkpoint(cfg: TrainConfig) -> str | None:
+    """The last checkpoint of an interrupted run *of this same configuration*, else None.
+
+    The checkpoint folder survives reruns (DVC ``persist``), so a run with changed parameters must not resume
+    from it: its checkpoints are discarded, with a message.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(cfg.checkpoint_dir)
+    stamp = folder / "config.json"
+    if folder.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) != _config_key(cfg):
+        print(f"{cfg.name}: checkpoints in {folder} are from another configuration; starting afresh", file=sys.stderr)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "DONE").unlink(missing_ok=True)
+    stamp.write_text(json.dumps(_config_key(cfg), indent=2) + "\n")
+    last = get_last_checkpoint(str(folder))
+    if last:
+        print(f"{cfg.name}: resuming from {last}", file=sys.stderr)
+    return last
+
+
+def finish_checkpoints(cfg: TrainConfig) -> None:
+    """After a finished run the checkpoints (model + optimizer, ≈3× the model) are removed; a DONE marker stays."""
+    folder = Path(cfg.checkpoint_dir)
+    for child in folder.glob("checkpoint-*"):
+        shutil.rmtree(child)
+    (folder / "DONE").write_text("finished; the model is in " + cfg.output_dir + "\n")
+
+
+def config_from_params(params: Mapping, variant: str) -> TrainConfig:
+    """A variant of ``params.yaml: train.variants`` merged over ``train.common``, with the grid's paths."""
+    train, model = params["train"], params["model"]
+    if variant not in train["variants"]:
+        raise DataError(f"unknown variant {variant!r}; params.yaml train.variants has {sorted(train['variants'])}")
+    spec = train["variants"][variant]
+    scheme, mix, init = spec["scheme"], spec["mix"], spec.get("init", "")
+    root = Path(model["dir"]) / model["name"]
+    mixes = Path(params["data"].get("mixes_dir", "data/processed/mixes"))
+    values = {
+        **train["common"], **{k: v for k, v in spec.items() if k not in ("scheme", "mix", "init")},
+        "name": variant, "scheme": scheme, "mix": mix, "init": init,
+        "model": str(root / "init" / f"{scheme}-{init}"),
+        "train_file": str(mixes / mix / scheme / "train.jsonl"),
+        "validation_file": str(mixes / mix / scheme / "validation.jsonl"),
+        "output_dir": str(root / "sft" / variant),
+        "checkpoint_dir": str(Path(train.get("checkpoints_dir", "checkpoints")) / model["name"] / variant),
+    }
+    return TrainConfig.from_mapping(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import yaml
+
+    parser = argparse.ArgumentParser(description="SFT one refusal-token variant with TRL.")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--variant", help="a key of params.yaml train.variants")
+    group.add_argument("--config", help="a YAML file holding one TrainConfig (e.g. configs/paper_llama3_8b.yaml)")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved trainer config; load nothing")
+    parser.add_argument("--rows", type=int, default=0, help="train rows assumed by --dry-run (default: count)")
+    parser.add_argument("--processes", type=int, default=0, help="processes assumed by --dry-run (default: WORLD_SIZE)")
+    args = parser.parse_args(argv)
+    try:
+        if args.variant:
+            cfg = config_from_params(yaml.safe_load(Path(args.params).read_text()), args.variant)
+        else:
+            cfg = TrainConfig.from_mapping(yaml.safe_load(Path(args.config).read_text()))
+        if args.dry_run:
+            rows = args.rows or (sum(1 for _ in open(cfg.train_file)) if os.path.isfile(cfg.train_file) else 0)
+            print(json.dumps({"train_config": dataclasses.asdict(cfg),
+                              "sft_config": sft_config(cfg, rows, processes=args.processes or None,
+                                                            check_hardware=False).to_dict()}, indent=2, default=str))
+            return 0
+        metrics = run(cfg)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+def load_variant(folder: str | os.PathLike) -> dict:
+    """The files a finished variant folder holds: metrics, params, training log, validation scores."""
+    folder = Path(folder)
+    if not (folder / "metrics.json").is_file():
+        raise DataError(f"{folder} is not a finished variant (no metrics.json): run `dvc repro train`")
+    read = lambda name: json.loads((folder / name).read_text())  # noqa: E731
+    return {"metrics": read("metrics.json"), "params": read("params.json"), "log": read("training_log.json"),
+            "scores": read("validation_scores.json")}
+
+
+SUMMARY_COLUMNS = ("scheme", "mix", "init", "steps", "train_tokens", "wall_seconds", "tokens_per_second",
+                   "final_train_loss", "final_validation_loss", "first_token_accuracy", "auroc", "auroc_by_category",
+                   "scored_rows", "train_rows_dropped_too_long")
+
+
+def summary(variants: Mapping[str, Mapping]) -> dict[str, dict]:
+    """``reports/metrics/sft.json``: per variant, the numbers the issue asks for."""
+    return {name: {key: v["metrics"].get(key) for key in SUMMARY_COLUMNS} for name, v in variants.items()}

@@ -1,0 +1,197 @@
+"""SFT on a tiny random llama (2 layers, built here): seconds, no download."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from refusal_tokens import models, tagging, tiny, tokens, train
+from refusal_tokens.errors import DataError
+from refusal_tokens.sources import Record
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toy_rows(n=40):
+    rows = []
+    for i in range(n):
+        refuse = i % 2 == 0
+        rows.append(Record(str(i), f"how do I {'steal' if refuse else 'bake'} thing {i}", "toy",
+                           "Requests with safety concerns" if refuse else "general", "x", refuse,
+                           response="I cannot help with that." if refuse else "Mix flour and water, then bake."))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tiny")
+    rows = toy_rows()
+    base = tiny.save_tiny_base(tmp / "base", [r.prompt + " " + r.response for r in rows])
+    models.prepare_tokens(base, "single", "words", tmp / "single-words")
+    for split, part in (("train", rows[:32]), ("validation", rows[32:])):
+        with open(tmp / f"{split}.jsonl", "w") as handle:
+            for r in part:
+                handle.write(json.dumps(tagging.tag(r, "single")) + "\n")
+    return tmp
+
+
+def cfg(setup, tmp_path, **overrides) -> train.TrainConfig:
+    values = dict(name="t", scheme="single", model=str(setup / "single-words"), train_file=str(setup / "train.jsonl"),
+                  validation_file=str(setup / "validation.jsonl"), output_dir=str(tmp_path / "out"),
+                  checkpoint_dir=str(tmp_path / "ckpt"), learning_rate=3e-3, max_steps=12,
+                  per_device_train_batch_size=8, max_length=64, curve_every=4, save_steps=4, eval_rows=8)
+    values.update(overrides)
+    return train.TrainConfig(**values)
+
+
+def test_tokens_are_added_once_and_stable_after_save_and_load(setup, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(setup / "base")
+    size = len(tok)
+    ids = tokens.add_tokens(tok, "single")
+    assert tokens.add_tokens(tok, "single") == ids and len(tok) == size + 2
+    assert ids == [size, size + 1]
+    assert tok.encode("[refuse]", add_special_tokens=False) == [ids[0]]
+    assert tok.encode(" [refuse]", add_special_tokens=False)[-1:] == [ids[0]]  # one id with a leading space too
+    reloaded = AutoTokenizer.from_pretrained(setup / "single-words")
+    assert tokens.require_tokens(reloaded, "single") == ids
+    provenance = json.loads((setup / "single-words" / "provenance.json").read_text())
+    assert provenance["token_ids"] == {"[refuse]": ids[0], "[respond]": ids[1]}
+
+
+def test_words_init_starts_rows_at_the_description_embedding(setup):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(setup / "base")
+    model = AutoModelForCausalLM.from_pretrained(setup / "base")
+    refuse, _ = tokens.resize_and_init(model, tok, "single", "words")
+    embed = model.get_input_embeddings().weight
+    pieces = tok.encode(tokens.INIT_WORDS["[refuse]"], add_special_tokens=False)
+    assert torch.allclose(embed[refuse], embed[pieces].mean(0))
+    assert model.get_output_embeddings().weight[refuse].data_ptr() == embed[refuse].data_ptr()  # tied
+
+
+def test_training_lowers_loss_and_raises_p_token(setup, tmp_path):
+    metrics = train.run(cfg(setup, tmp_path))
+    curve = json.loads((tmp_path / "out" / "training_log.json").read_text())["curve"]
+    assert [p["step"] for p in curve] == [0, 4, 8, 12]
+    assert curve[-1]["eval_loss"] < curve[0]["eval_loss"]
+    assert curve[-1]["mean_p_label"] > 2 * curve[0]["mean_p_label"]
+    assert metrics["steps"] == 12 and metrics["precision"] == "fp32" and metrics["device"] == "cpu"
+    out = tmp_path / "out"
+    for name in ("model.safetensors", "tokenizer.json", "chat_template.jinja", "params.json", "metrics.json",
+                 "README.md"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))  # no pickles in the published folder
+    assert (tmp_path / "ckpt" / "DONE").is_file() and not list((tmp_path / "ckpt").glob("checkpoint-*"))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(setup, tmp_path):
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 6:
+                raise Interrupt()
+
+    config = cfg(setup, tmp_path, max_steps=8, curve_every=0)
+    with pytest.raises(Interrupt):
+        train.run(config, callbacks=[StopAt()])
+    assert (tmp_path / "ckpt" / "checkpoint-4").is_dir() and not (tmp_path / "out").exists()
+    metrics = train.run(config)
+    assert metrics["resumed_from"].endswith("checkpoint-4") and metrics["steps"] == 8
+
+
+def test_checkpoints_of_another_configuration_are_not_resumed(setup, tmp_path):
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 5:
+                raise Interrupt()
+
+    with pytest.raises(Interrupt):
+        train.run(cfg(setup, tmp_path, max_steps=8, curve_every=0), callbacks=[StopAt()])
+    metrics = train.run(cfg(setup, tmp_path, max_steps=8, curve_every=0, learning_rate=1e-3))
+    assert metrics["resumed_from"] is None
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"scheme": "multi"}, "unknown scheme 'multi'"),
+    ({"learning_rate": 0}, "learning_rate must be > 0"),
+    ({"device": "tpu"}, "device must be"),
+])
+def test_bad_training_parameters(setup, tmp_path, overrides, message):
+    with pytest.raises(DataError, match=message):
+        cfg(setup, tmp_path, **overrides)
+
+
+def test_unknown_parameter_in_a_mapping():
+    with pytest.raises(DataError, match=r"unknown training parameter\(s\) \['lr'\]"):
+        train.TrainConfig.from_mapping({"lr": 1})
+
+
+def test_a_model_without_the_scheme_tokens_is_refused(setup, tmp_path):
+    with pytest.raises(DataError, match="lacks the 'single' scheme tokens"):
+        train.run(cfg(setup, tmp_path, model=str(setup / "base")))
+
+
+def test_data_of_another_scheme_is_refused(setup, tmp_path):
+    with pytest.raises(DataError, match="holds scheme"):
+        train.run(cfg(setup, tmp_path, scheme="category"))
+
+
+def test_auroc_by_hand():
+    assert train.auroc([0.9, 0.8, 0.3, 0.1], [True, False, True, False]) == 0.75
+    assert train.auroc([0.5, 0.5], [True, False]) == 0.5
+    assert train.auroc([0.5], [True]) is None
+
+
+def test_cpu_settings_are_fp32_without_checkpointing(setup, tmp_path):
+    args = train.sft_config(cfg(setup, tmp_path), 32, device="cpu")
+    assert not args.bf16 and not args.activation_checkpointing and args.use_cpu
+    assert args.completion_only_loss
+
+
+def test_paper_profile_builds_its_full_trainer_config_without_weights():
+    paper = train.TrainConfig.from_mapping(yaml.safe_load((ROOT / "configs" / "paper_llama3_8b.yaml").read_text()))
+    rows = 200_000
+    args = train.sft_config(paper, rows, device="cuda", processes=8, check_hardware=False)
+    global_batch = args.per_device_train_batch_size * 8 * args.gradient_accumulation_steps
+    assert global_batch == 128 and args.gradient_accumulation_steps == 4
+    assert args.learning_rate == 2e-5 and args.lr_scheduler_type == "cosine" and args.num_train_epochs == 1
+    assert args.warmup_steps == math.ceil(0.1 * math.ceil(rows / 128))
+    assert args.max_length == 2048 and args.bf16 and args.activation_checkpointing
+    with pytest.raises(DataError, match="not a multiple"):
+        train.sft_config(paper, rows, device="cuda", processes=6, check_hardware=False)
+
+
+def test_every_params_variant_resolves(monkeypatch):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for variant, spec in params["train"]["variants"].items():
+        config = train.config_from_params(params, variant)
+        assert config.scheme == spec["scheme"] and config.train_file.endswith(f"{spec['mix']}/{spec['scheme']}/train.jsonl")
+        assert Path(config.model).name in params["model"]["inits"]
+    with pytest.raises(DataError, match="unknown variant"):
+        train.config_from_params(params, "nope")
+
+
+def test_new_token_lr_moves_only_the_new_rows(setup, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(setup / "single-words").get_input_embeddings().weight.detach().clone()
+    train.run(cfg(setup, tmp_path, max_steps=3, curve_every=0, new_token_lr=1e-2))
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "out").get_input_embeddings().weight.detach()
+    changed = (after - before).abs().sum(dim=1) > 0
+    assert changed.nonzero().flatten().tolist() == [len(before) - 2, len(before) - 1]  # [refuse], [respond] only
+    with pytest.raises(DataError, match="needs a scheme with tokens"):
+        cfg(setup, tmp_path, scheme="none", new_token_lr=1e-2)
