@@ -89,7 +89,7 @@ def main() -> None:
     ours = train.sft_config(ours_cfg, len(rows), device="cpu")
     ours.save_strategy = "no"
     peak = gemm_peak()
-    results = [measure("ours (fp32, no checkpointing, length-grouped)", ours, opts.model, rows, opts.steps, opts.warmup)]
+    results = [measure("ours (fp32, no checkpointing)", ours, opts.model, rows, opts.steps, opts.warmup)]
     if not opts.skip_defaults:
         defaults = SFTConfig(output_dir="build/bench/trl_defaults", max_steps=total,
                              per_device_train_batch_size=opts.batch, max_length=opts.max_length, use_cpu=True,

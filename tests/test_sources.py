@@ -131,3 +131,8 @@ def test_real_mirror_counts_match_the_upstream_cards(monkeypatch):
     for name in S.names(offline_only=True):  # every offline file matches its pinned sha256
         for f in S.get(name).files:
             assert sha(MIRROR / f.path) == f.sha256
+
+
+def test_require_names_every_missing_source():
+    with pytest.raises(SourceUnavailable, match=r"a, c: needed but unavailable \(why a; why c\)"):
+        S.require({"a": None, "b": [], "c": None}, {"a": "why a", "c": "why c"}, ["a", "b", "c"])

@@ -85,6 +85,9 @@ code('''
 spec_names = fallback_sources + primary_sources + general_sources
 names = list(dict.fromkeys(spec_names + sources.names("eval") + sources.names("judge")))
 loaded, status = sources.load_all(names)
+# Offline, the paper's CoCoNot split is not obtainable and the stand-ins must be: stop here with one clear error.
+primary_loaded = any(loaded[n] is not None for n in primary_sources)
+sources.require(loaded, status, general_sources + ([] if primary_loaded else fallback_sources))
 pd.DataFrame(sources.summary(loaded, status))
 ''')
 
@@ -100,13 +103,7 @@ text; `tagging.write_response` picks one of four phrasings per subcategory, dete
 """)
 
 code('''
-demo = [
-    tagging.write_response(loaded["selfaware"][0], seed),
-    tagging.write_response(loaded["situatedqa_geo"][0], seed),
-    loaded["falseqa"][1],
-    loaded["alpaca_gpt4_demo"][0],
-]
-pd.DataFrame(tagging.scheme_examples(demo))
+pd.DataFrame(tagging.scheme_examples(tagging.demo_records({n: loaded[n] for n in spec_names}, seed)))
 ''')
 
 md("""

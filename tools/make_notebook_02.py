@@ -51,8 +51,9 @@ from refusal_tokens import plots, scoring, smoke as smoke_setup, tagging, tokens
 from refusal_tokens.notebook import check_parameters, project_root, write_params
 
 PARAMS = check_parameters(globals())
-ROOT = project_root() / out
-MODELS = smoke_setup.setup(ROOT) if smoke else project_root() / models_root
+PROJECT = project_root()  # paths in params files are relative to the project, not to notebooks/
+ROOT = PROJECT / out
+MODELS = smoke_setup.setup(ROOT) if smoke else PROJECT / models_root
 runs = {name: train.load_variant(MODELS / "sft" / name) for name in variants}
 pd.set_option("display.max_colwidth", 80)
 print(f"{len(runs)} variants from {MODELS}")
@@ -81,7 +82,7 @@ pd.DataFrame(rows)
 ''')
 
 code('''
-example = train.load_rows(runs[single_variant]["params"]["train_file"])[0]
+example = train.load_rows(PROJECT / runs[single_variant]["params"]["train_file"])[0]
 tok = AutoTokenizer.from_pretrained(MODELS / "init" / "single-words")
 ids = tok.apply_chat_template(example["prompt"] + example["completion"], tokenize=True, return_dict=False)
 prompt_len = len(tok.apply_chat_template(example["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False))
@@ -139,11 +140,11 @@ code('''
 score_frames = []
 for name in (single_variant, category_variant):
     run = runs[name]
-    val_rows = train.load_rows(run["params"]["validation_file"])
+    val_rows = train.load_rows(PROJECT / run["params"]["validation_file"])
     scored = val_rows[: run["params"]["score_rows"] or None]
-    init_model = AutoModelForCausalLM.from_pretrained(run["params"]["model"], dtype=torch.float32)
-    before = train.token_report(init_model, AutoTokenizer.from_pretrained(run["params"]["model"]), scored,
-                                run["metrics"]["scheme"])
+    init_dir = PROJECT / run["params"]["model"]
+    init_model = AutoModelForCausalLM.from_pretrained(init_dir, dtype=torch.float32)
+    before = train.token_report(init_model, AutoTokenizer.from_pretrained(init_dir), scored, run["metrics"]["scheme"])
     del init_model
     for label, report in (("before", before["per_row"]), ("after", run["scores"])):
         score_frames.append(pd.DataFrame(report).assign(model=label, variant=name))
@@ -161,7 +162,7 @@ chooses comes first. Notebook 03 forces that first token instead of letting the 
 
 code('''
 run = runs[single_variant]
-val_rows = train.load_rows(run["params"]["validation_file"])
+val_rows = train.load_rows(PROJECT / run["params"]["validation_file"])
 picked = pd.DataFrame(val_rows).groupby(["category", "should_refuse"]).head(generations_per_category)
 model = AutoModelForCausalLM.from_pretrained(MODELS / "sft" / single_variant, dtype=torch.float32)
 tok = AutoTokenizer.from_pretrained(MODELS / "sft" / single_variant)

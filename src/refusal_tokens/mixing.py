@@ -15,14 +15,13 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import sources as S
+from .atomic import atomic_dir
 from .decontaminate import EvalIndex, decontaminate, normalise, overlap_count
 from .errors import DataError
 from .sources import COCONOT_CATEGORIES, GENERAL, Record
@@ -318,10 +317,7 @@ def write_mix(mix: Mix, out_dir: str | os.PathLike) -> Path:
     leaves no partial mix behind.
     """
     final = Path(out_dir) / mix.spec.name
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{mix.spec.name}-"))
-    tmp.chmod(0o755)  # mkdtemp makes 0700 folders
-    try:
+    with atomic_dir(final) as tmp:
         for scheme in SCHEMES:
             (tmp / scheme).mkdir()
             for split, records in mix.splits.items():
@@ -329,12 +325,6 @@ def write_mix(mix: Mix, out_dir: str | os.PathLike) -> Path:
                     for record in records:
                         handle.write(json.dumps(tag(record, scheme), ensure_ascii=False) + "\n")
         (tmp / "spec.json").write_text(json.dumps(asdict(mix.spec), indent=2, default=list) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return final
 
 

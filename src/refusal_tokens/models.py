@@ -21,11 +21,10 @@ import argparse
 import importlib.metadata
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from .atomic import atomic_dir
 from .errors import DataError
 from .sources import sha256_of
 
@@ -50,20 +49,6 @@ def locate_package_file(package: str, version: str, relative: str) -> Path:
     if not path.is_file():
         raise DataError(f"{package}=={version} has no file {relative}")
     return path
-
-
-def _atomic_dir(final: Path):
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}-"))
-    tmp.chmod(0o755)  # mkdtemp makes 0700 folders
-    return tmp
-
-
-def _publish(tmp: Path, final: Path) -> Path:
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    return final
 
 
 def load_base(params: Mapping) -> tuple[object, object, dict]:
@@ -110,15 +95,11 @@ def load_base(params: Mapping) -> tuple[object, object, dict]:
 
 
 def save(model, tokenizer, out: Path, provenance: Mapping) -> Path:
-    tmp = _atomic_dir(out)
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "provenance.json").write_text(json.dumps(dict(provenance), indent=2, sort_keys=True) + "\n")
-        return _publish(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    return out
 
 
 def prepare_base(params: Mapping, out: Path) -> Path:

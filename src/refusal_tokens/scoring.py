@@ -17,6 +17,17 @@ def chat_prompts(tokenizer, conversations: Sequence[Sequence[Mapping[str, str]]]
             for c in conversations]
 
 
+def left_pad(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)`` with every sequence right-aligned (the next token comes at the end)."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, width - len(seq):] = torch.tensor(list(seq), dtype=torch.long)
+        mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
 @torch.no_grad()
 def first_token_probs(model, tokenizer, conversations: Sequence[Sequence[Mapping[str, str]]],
                       token_ids: Sequence[int], batch_size: int = 16, progress: bool = False) -> torch.Tensor:
@@ -37,12 +48,7 @@ def first_token_probs(model, tokenizer, conversations: Sequence[Sequence[Mapping
     model.eval()
     index = torch.tensor(list(token_ids), device=device)
     for batch in batches:
-        width = max(len(encoded[i]) for i in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]):] = 1
+        ids, mask = left_pad([encoded[i] for i in batch], pad)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                        position_ids=positions.to(device), logits_to_keep=1).logits[:, -1, :]
@@ -64,12 +70,8 @@ def greedy_generate(model, tokenizer, conversations: Sequence[Sequence[Mapping[s
     model.eval()
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]):] = 1
+        ids, mask = left_pad([encoded[i] for i in batch], pad)
+        width = ids.shape[1]
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                              max_new_tokens=max_new_tokens, pad_token_id=pad)
         for row, i in enumerate(batch):

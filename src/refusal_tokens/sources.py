@@ -817,3 +817,12 @@ def summary(loaded: Mapping[str, list[Record] | None], status: Mapping[str, str]
                      "should_refuse": sum(r.should_refuse for r in records) if records else 0,
                      "licence": src.licence, "status": "ok" if records is not None else status[name][:60]})
     return rows
+
+
+def require(loaded: Mapping[str, list[Record] | None], status: Mapping[str, str], needed: Iterable[str]) -> None:
+    """One clear error naming every needed source that could not be loaded, and why."""
+    missing = [name for name in needed if loaded.get(name) is None]
+    if missing:
+        reasons = "; ".join(status.get(name, "not loaded") for name in missing)
+        raise SourceUnavailable(", ".join(missing), f"needed but unavailable ({reasons}). Set {MIRROR_ENV} to an "
+                                                    "offline mirror or go online.")

@@ -199,3 +199,20 @@ def scheme_examples(records: list[Record]) -> list[dict]:
             row[scheme] = tag(record, scheme)["completion"][0]["content"][:90]
         rows.append(row)
     return rows
+
+
+def demo_records(loaded: Mapping[str, list[Record] | None], seed: int) -> list[Record]:
+    """One record of each kind for the lesson: a templated refusal, a refusal with its own response, a contrast
+    answer and a general answer (each from the first loaded source that has one)."""
+    kinds = (
+        lambda r: r.should_refuse and not r.response,
+        lambda r: r.should_refuse and bool(r.response),
+        lambda r: not r.should_refuse and r.category != "general",
+        lambda r: not r.should_refuse and r.category == "general",
+    )
+    picked = []
+    for kind in kinds:
+        found = next((r for records in loaded.values() if records for r in records if kind(r)), None)
+        if found is not None:
+            picked.append(write_response(found, seed))
+    return picked
