@@ -52,13 +52,11 @@ class EvalIndex:
         self.sets: list[tuple[frozenset[str], str]] = []
         self.postings: dict[str, list[int]] = defaultdict(list)
         self.frequency: Counter[str] = Counter()
-        self.sources: list[str] = []
 
     @classmethod
     def build(cls, eval_sets: dict[str, Sequence[Record]], threshold: float = 0.8) -> "EvalIndex":
         index = cls(threshold)
         for name, records in eval_sets.items():
-            index.sources.append(name)
             for record in records:
                 index.add(record.prompt, name)
         index._finish()

@@ -128,18 +128,6 @@ class Pools:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
-def load_eval_sets(mirror=None, cache=None) -> tuple[dict[str, list[Record]], dict[str, str]]:
-    """Every evaluation and judge set obtainable here; the others are returned with the reason."""
-    loaded, missing = {}, {}
-    for name in S.names("eval") + S.names("judge"):
-        records, status = S.try_load(name, mirror, cache)
-        if records is None:
-            missing[name] = status
-        else:
-            loaded[name] = records
-    return loaded, missing
-
-
 def build_pools(spec: MixSpec, index: EvalIndex, mirror=None, cache=None) -> Pools:
     unavailable: dict[str, str] = {}
     records: list[Record] = []

@@ -112,10 +112,6 @@ class Source:
     content_warning: str = ""
     notes: str = ""
 
-    @property
-    def folder(self) -> str:
-        return self.files[0].path.split("/")[0] if self.files else ""
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Getting a file: mirror → cache → download, always sha256-verified.
