@@ -1,0 +1,342 @@
+"""Controlling refusals at inference: read p(scheme tokens) at the first response position, decide the first
+token by a rule, force it, and let the model continue.
+
+Paper §3–4 (Jain et al., 2025): the refusal token's probability is a knob. This module has three parts.
+
+**Scoring** (:func:`score`). One forward pass per batch over chat-templated prompts (length-bucketed, left padded,
+explicit position ids), last position only, softmax in float32 at each requested temperature. Per prompt it keeps
+p(each scheme token) and the largest probability of any *other* token (``p_other``), so that a bias or a
+temperature can later be applied exactly without another forward pass.
+
+**Rules** (:class:`Setting`, :func:`decide`). Pure functions of a score row. With probabilities p at temperature T
+(p ∝ exp(logit / T)) and a logit bias b_i added to refusal token i before the softmax, the biased probabilities are
+exact functions of the stored ones: p'_i = p_i·e^{b_i} / Z for a refusal token, p'_j = p_j / Z for every other
+token, Z = 1 + Σ_i p_i (e^{b_i} − 1). Then:
+
+- ``argmax`` (no intervention): the most likely scheme token after bias. A refusal category wins when its single
+  probability beats [respond]'s, as in greedy decoding.
+- ``threshold`` (the official rule): refuse iff p'(refusal) ≥ t, where p'(refusal) is the sum over the scheme's
+  refusal tokens (one token under ``single``). A threshold per category token: t is the threshold of the most
+  likely category token c*. (The official category script crashes and always thresholds temperature-2
+  probabilities; here the temperature is a setting, 1 by default.)
+
+Under ``category`` a refusal always continues from c*, the model's most likely category token (without bias):
+settings decide *whether* to refuse. This keeps every sweep at ≤ 2 generations per prompt; a per-category bias
+strong enough to change which category token is the most likely would, in free decoding, start from that token
+instead (README: Deviations).
+
+**Generation** (:class:`Backend`, :class:`HFBackend`, :class:`GenerationCache`). With greedy decoding a response
+depends only on the forced first token, so any number of settings needs at most two generations per prompt: the
+refusal token and [respond]. They are generated once, cached by (prompt id, first token), and every setting's
+responses are assembled by lookup (:func:`assemble`). A backend only has to implement
+``continue_from(conversations, first_tokens, max_new_tokens)``; a vLLM backend would send ``prompt_ids + [token]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from .errors import DataError
+from .tagging import CATEGORY_TOKENS, RESPOND, check_scheme, refusal_tokens, scheme_tokens
+
+FREE = "free"  # cache key of a plain greedy generation (no forced token): models without scheme tokens
+
+
+def _temperature_key(t: float) -> str:
+    return f"{float(t):g}"
+
+
+# ----------------------------------------------------------------------------------------------------- scoring
+
+@torch.no_grad()
+def score(model, tokenizer, conversations: Sequence[Sequence[Mapping[str, str]]], scheme: str,
+          temperatures: Sequence[float] = (1.0,), batch_size: int = 16, progress: bool = False) -> list[dict]:
+    """Per conversation: ``{"p": {T: {token: p}}, "p_other": {T: max p of a non-scheme token}, "top": str,
+    "top_is_scheme": bool}`` at the first response position. Raises DataError when the tokenizer lacks the scheme's
+    tokens or there is nothing to score."""
+    from .scoring import chat_prompts, left_pad
+    from .tokens import require_tokens
+
+    if check_scheme(scheme) == "none":
+        raise DataError("the 'none' scheme has no tokens to score; control needs a single or category model")
+    if not conversations:
+        raise DataError("no prompts to score")
+    if not temperatures or any(not (t > 0 and math.isfinite(t)) for t in temperatures):
+        raise DataError(f"temperatures must be positive numbers, got {list(temperatures)}")
+    tokens = scheme_tokens(scheme)
+    ids = require_tokens(tokenizer, scheme)
+    encoded = chat_prompts(tokenizer, conversations)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # length buckets: little padding
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="scoring", unit="batch")
+    was_training = model.training
+    model.eval()
+    index = torch.tensor(ids, device=device)
+    rows: list[dict] = [{} for _ in encoded]
+    for batch in batches:
+        input_ids, mask = left_pad([encoded[i] for i in batch], pad)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                       position_ids=positions.to(device), logits_to_keep=1).logits[:, -1, :].float()
+        top = logits.argmax(dim=-1).tolist()
+        others = torch.ones(logits.shape[-1], dtype=torch.bool, device=device)
+        others[index] = False
+        per_t = {}
+        for t in temperatures:
+            probs = torch.softmax(logits / t, dim=-1)
+            per_t[_temperature_key(t)] = (probs[:, index].cpu().tolist(),
+                                          probs[:, others].max(dim=-1).values.cpu().tolist())
+        for row, i in enumerate(batch):
+            rows[i] = {"p": {k: dict(zip(tokens, v[0][row])) for k, v in per_t.items()},
+                       "p_other": {k: v[1][row] for k, v in per_t.items()},
+                       "top": tokenizer.convert_ids_to_tokens(top[row]), "top_is_scheme": top[row] in ids}
+    model.train(was_training)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------- rules
+
+@dataclass(frozen=True)
+class Setting:
+    """A control setting: a rule, its threshold(s), a logit bias on refusal tokens, a temperature.
+
+    ``threshold`` and ``bias`` are a number (every refusal token) or a mapping category → number (CoCoNot category
+    names or their tokens; categories left out get ``default_threshold`` / no bias).
+    """
+
+    name: str
+    rule: str = "argmax"  # argmax | threshold
+    threshold: float | Mapping[str, float] | None = None
+    bias: float | Mapping[str, float] = 0.0
+    temperature: float = 1.0
+    default_threshold: float = 0.5
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+def _category_token(name: str) -> str:
+    if name in CATEGORY_TOKENS.values():
+        return name
+    if name in CATEGORY_TOKENS:
+        return CATEGORY_TOKENS[name]
+    raise DataError(f"unknown category {name!r}; expected one of {list(CATEGORY_TOKENS)}")
+
+
+def _per_token(value: float | Mapping[str, float], scheme: str, what: str, default: float) -> dict[str, float]:
+    """A number or a category mapping → {refusal token: value}."""
+    refusal = refusal_tokens(scheme)
+    if isinstance(value, Mapping):
+        if scheme != "category":
+            raise DataError(f"a per-category {what} needs a category-scheme model (this one is {scheme!r})")
+        out = dict.fromkeys(refusal, default)
+        for name, v in value.items():
+            out[_category_token(name)] = float(v)
+        return out
+    return dict.fromkeys(refusal, float(value))
+
+
+def check_setting(setting: Setting, scheme: str, temperatures: Iterable[str] | None = None) -> Setting:
+    """Raise DataError for a setting that cannot apply to this scheme's scores."""
+    if check_scheme(scheme) == "none":
+        raise DataError(f"setting {setting.name!r}: a model without refusal tokens cannot be controlled")
+    if setting.rule not in ("argmax", "threshold"):
+        raise DataError(f"setting {setting.name!r}: unknown rule {setting.rule!r}; expected argmax or threshold")
+    if setting.rule == "threshold":
+        if setting.threshold is None:
+            raise DataError(f"setting {setting.name!r}: the threshold rule needs a threshold")
+        values = _per_token(setting.threshold, scheme, "threshold", setting.default_threshold).values()
+        bad = [v for v in values if not 0.0 <= v <= 1.0]
+        if bad:
+            raise DataError(f"setting {setting.name!r}: thresholds must lie in [0, 1], got {bad}")
+    biases = _per_token(setting.bias, scheme, "bias", 0.0).values()
+    if any(not math.isfinite(b) for b in biases):
+        raise DataError(f"setting {setting.name!r}: biases must be finite numbers")
+    key = _temperature_key(setting.temperature)
+    if temperatures is not None and key not in set(temperatures):
+        raise DataError(f"setting {setting.name!r}: temperature {key} was not scored (scored: {sorted(temperatures)})")
+    return setting
+
+
+def biased(p: Mapping[str, float], p_other: float, bias: Mapping[str, float]) -> tuple[dict[str, float], float]:
+    """Exact probabilities after adding ``bias[token]`` to those tokens' logits (see the module docstring)."""
+    z = 1.0 + sum(p[t] * (math.exp(b) - 1.0) for t, b in bias.items() if b)
+    return {t: (v * math.exp(bias.get(t, 0.0))) / z for t, v in p.items()}, p_other / z
+
+
+def p_refusal(row: Mapping, scheme: str, setting: Setting | None = None) -> float:
+    """p'(refusal) of one score row under a setting's temperature and bias (plain p at T=1 without a setting)."""
+    setting = setting or Setting("plain")
+    key = _temperature_key(setting.temperature)
+    p, _ = biased(row["p"][key], row["p_other"][key], _per_token(setting.bias, scheme, "bias", 0.0))
+    return sum(p[t] for t in refusal_tokens(scheme))
+
+
+def refusal_token(row: Mapping, scheme: str) -> str:
+    """The refusal token a refusal continues from: [refuse], or c* (most likely category token at T=1, no bias)."""
+    tokens = refusal_tokens(scheme)
+    if len(tokens) == 1:
+        return tokens[0]
+    p = row["p"][_temperature_key(1.0)] if _temperature_key(1.0) in row["p"] else next(iter(row["p"].values()))
+    return max(tokens, key=lambda t: p[t])
+
+
+def decide(row: Mapping, scheme: str, setting: Setting) -> str:
+    """The first token this setting emits for one score row: a refusal token or [respond]."""
+    key = _temperature_key(setting.temperature)
+    refusal = refusal_tokens(scheme)
+    p, _ = biased(row["p"][key], row["p_other"][key], _per_token(setting.bias, scheme, "bias", 0.0))
+    star = refusal_token(row, scheme)
+    if setting.rule == "argmax":
+        refuse = max(p[t] for t in refusal) > p[RESPOND]
+    else:
+        threshold = _per_token(setting.threshold, scheme, "threshold", setting.default_threshold)[star]
+        refuse = sum(p[t] for t in refusal) >= threshold
+    return star if refuse else RESPOND
+
+
+def decide_all(rows: Sequence[Mapping], scheme: str, setting: Setting) -> list[str]:
+    check_setting(setting, scheme, rows[0]["p"].keys() if rows else None)
+    return [decide(r, scheme, setting) for r in rows]
+
+
+def needed_first_tokens(row: Mapping, scheme: str) -> list[str]:
+    """The ≤ 2 first tokens that cover every setting for this prompt."""
+    return [refusal_token(row, scheme), RESPOND]
+
+
+def threshold_grid(k: int) -> list[float]:
+    """k evenly spaced thresholds over [0, 1] (k=21: 0, 0.05, …, 1)."""
+    if k < 2:
+        raise DataError(f"a threshold grid needs at least 2 points, got {k}")
+    return [round(i / (k - 1), 10) for i in range(k)]
+
+
+# -------------------------------------------------------------------------------------------------- generation
+
+class Backend(Protocol):
+    """Continue each conversation greedily, after forcing ``first_tokens[i]`` (None: no forced token)."""
+
+    def continue_from(self, conversations: Sequence[Sequence[Mapping[str, str]]],
+                      first_tokens: Sequence[str | None], max_new_tokens: int) -> list[str]: ...
+
+
+@dataclass
+class HFBackend:
+    """transformers ``generate`` (greedy) on left-padded, length-sorted batches."""
+
+    model: object
+    tokenizer: object
+    batch_size: int = 16
+    progress: bool = False
+    generated_tokens: int = field(default=0, init=False)  # new tokens produced, for cost accounting
+
+    @torch.no_grad()
+    def continue_from(self, conversations, first_tokens, max_new_tokens: int) -> list[str]:
+        from .scoring import chat_prompts, left_pad
+
+        if len(conversations) != len(first_tokens):
+            raise DataError("one first token (or None) per conversation")
+        tok = self.tokenizer
+        forced = {t for t in first_tokens if t is not None}
+        vocab = tok.get_vocab()
+        missing = sorted(t for t in forced if t not in vocab)
+        if missing:
+            raise DataError(f"the tokenizer lacks {missing}: was this model trained with that scheme?")
+        encoded = [ids + ([vocab[t]] if t is not None else [])
+                   for ids, t in zip(chat_prompts(tok, conversations), first_tokens)]
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        device = next(self.model.parameters()).device
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="generating", unit="batch")
+        texts = [""] * len(encoded)
+        self.model.eval()
+        for batch in batches:
+            ids, mask = left_pad([encoded[i] for i in batch], pad)
+            out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                                      max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tok.eos_token_id,
+                                      top_p=None, top_k=None, temperature=None)
+            new = out[:, ids.shape[1]:]
+            for row, i in enumerate(batch):
+                seq = new[row].tolist()
+                if tok.eos_token_id in seq:
+                    seq = seq[:seq.index(tok.eos_token_id)]
+                self.generated_tokens += len(seq) + (tok.eos_token_id in new[row].tolist())
+                texts[i] = tok.decode(seq, skip_special_tokens=False)
+        return texts
+
+
+class GenerationCache:
+    """Responses keyed by (prompt id, first token), in a JSONL file; each key is generated at most once.
+
+    Rows: ``{"id", "first_token", "text"}`` (``first_token`` is the forced token, or ``free``). ``ensure`` generates
+    only the missing keys and rewrites the file atomically.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path else None
+        self.entries: dict[tuple[str, str], str] = {}
+        if self.path and self.path.is_file():
+            for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+                try:
+                    row = json.loads(line)
+                    self.entries[(row["id"], row["first_token"])] = row["text"]
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    raise DataError(f"{self.path}:{n}: not a generation-cache row ({e})") from None
+
+    def ensure(self, backend: Backend, prompts: Mapping[str, Sequence[Mapping[str, str]]],
+               keys: Iterable[tuple[str, str]], max_new_tokens: int) -> int:
+        """Generate every missing (id, first token) key; returns how many were generated."""
+        missing = sorted({k for k in keys if k not in self.entries})
+        unknown = [i for i, _ in missing if i not in prompts]
+        if unknown:
+            raise DataError(f"no prompt for ids {unknown[:5]}")
+        if not missing:
+            return 0
+        texts = backend.continue_from([prompts[i] for i, _ in missing],
+                                      [None if t == FREE else t for _, t in missing], max_new_tokens)
+        self.entries.update(zip(missing, texts))
+        if self.path:
+            self.save()
+        return len(missing)
+
+    def lookup(self, prompt_id: str, first_token: str) -> str:
+        try:
+            return self.entries[(prompt_id, first_token)]
+        except KeyError:
+            raise DataError(f"no cached generation for ({prompt_id!r}, {first_token!r})") from None
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                for (i, t), text in sorted(self.entries.items()):
+                    f.write(json.dumps({"id": i, "first_token": t, "text": text}, ensure_ascii=False) + "\n")
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def assemble(ids: Sequence[str], first_tokens: Sequence[str], lookup: Callable[[str, str], object]) -> list:
+    """Each prompt's cached value (text, label …) for the first token a setting chose."""
+    return [lookup(i, t) for i, t in zip(ids, first_tokens)]

@@ -1,0 +1,160 @@
+"""Control rules (pure, hand-checked), first-token scoring and the exact sweep on a tiny random model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from refusal_tokens import control, models, tiny
+from refusal_tokens.control import Setting, biased, decide, decide_all
+from refusal_tokens.errors import DataError
+from refusal_tokens.tagging import CATEGORY_TOKENS, REFUSE, RESPOND
+
+SAFETY = CATEGORY_TOKENS["Requests with safety concerns"]
+INCOMPLETE = CATEGORY_TOKENS["Incomplete requests"]
+
+
+def single_row(p_refuse: float, p_respond: float, p_other: float = 0.0) -> dict:
+    return {"p": {"1": {REFUSE: p_refuse, RESPOND: p_respond}}, "p_other": {"1": p_other}}
+
+
+def category_row(probs: dict[str, float], p_respond: float) -> dict:
+    p = dict.fromkeys(CATEGORY_TOKENS.values(), 0.0) | probs | {RESPOND: p_respond}
+    return {"p": {"1": p}, "p_other": {"1": 0.0}}
+
+
+def test_bias_is_exact_by_hand():
+    # bias ln 2 on [refuse]: weight 0.2·2 = 0.4; Z = 1 + 0.2·(2 − 1) = 1.2 → p'(refuse) = 1/3, p'(respond) = 0.5
+    p, other = biased({REFUSE: 0.2, RESPOND: 0.6}, 0.2, {REFUSE: math.log(2)})
+    assert p[REFUSE] == pytest.approx(1 / 3) and p[RESPOND] == pytest.approx(0.5) and other == pytest.approx(0.2 / 1.2)
+
+
+def test_bias_equals_softmax_of_biased_logits():
+    logits = torch.tensor([1.0, 2.0, 0.5, -1.0])  # tokens 0 = [refuse], 1 = [respond], 2–3 others
+    probs = torch.softmax(logits, 0)
+    p, other = biased({REFUSE: float(probs[0]), RESPOND: float(probs[1])}, float(probs[2]), {REFUSE: 1.5})
+    direct = torch.softmax(logits + torch.tensor([1.5, 0, 0, 0]), 0)
+    assert p[REFUSE] == pytest.approx(float(direct[0])) and p[RESPOND] == pytest.approx(float(direct[1]))
+    assert other == pytest.approx(float(direct[2]))
+
+
+def test_threshold_rule_single_is_inclusive():
+    row = single_row(0.3, 0.7)
+    assert decide(row, "single", Setting("t", "threshold", 0.3)) == REFUSE
+    assert decide(row, "single", Setting("t", "threshold", 0.31)) == RESPOND
+    assert decide(row, "single", Setting("a")) == RESPOND  # argmax: 0.3 < 0.7
+    assert decide(row, "single", Setting("b", bias=math.log(3))) == REFUSE  # 0.9 vs 0.7 after bias
+
+
+def test_category_rules_use_the_most_likely_category_token():
+    row = category_row({SAFETY: 0.3, INCOMPLETE: 0.2}, 0.5)  # p(refusal) = 0.5, c* = safety
+    assert decide(row, "category", Setting("argmax")) == RESPOND  # greedy: 0.3 < 0.5
+    assert decide(row, "category", Setting("t", "threshold", 0.5)) == SAFETY  # sum 0.5 ≥ 0.5
+    per_category = Setting("pc", "threshold", {"Requests with safety concerns": 0.6}, default_threshold=0.1)
+    assert decide(row, "category", per_category) == RESPOND  # c*'s own threshold 0.6 > 0.5
+    assert decide(row, "category", Setting("pc", "threshold", {INCOMPLETE: 0.9}, default_threshold=0.4)) == SAFETY
+
+
+@pytest.mark.parametrize("setting, scheme, message", [
+    (Setting("x", "threshold", 1.5), "single", r"\[0, 1\]"),
+    (Setting("x", "threshold", -0.1), "single", r"\[0, 1\]"),
+    (Setting("x", "threshold", {"Made-up requests": 0.5}), "category", "unknown category"),
+    (Setting("x", "threshold", {"Incomplete requests": 0.5}), "single", "category-scheme"),
+    (Setting("x", "threshold"), "single", "needs a threshold"),
+    (Setting("x", "sometimes"), "single", "unknown rule"),
+    (Setting("x", temperature=3.0), "single", "not scored"),
+    (Setting("x"), "none", "cannot be controlled"),
+])
+def test_bad_settings_raise_one_clear_error(setting, scheme, message):
+    with pytest.raises(DataError, match=message):
+        decide_all([single_row(0.5, 0.5)], scheme, setting)
+
+
+def test_threshold_grid():
+    assert control.threshold_grid(5) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert len(control.threshold_grid(21)) == 21
+    with pytest.raises(DataError):
+        control.threshold_grid(1)
+
+
+# ----------------------------------------------------------------------------------------- tiny model
+
+
+CORPUS = [f"question {i} about topic {i % 7}: answer {i * 3} words" for i in range(60)]
+
+
+@pytest.fixture(scope="module")
+def tiny_single(tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root = tmp_path_factory.mktemp("tiny")
+    base = tiny.save_tiny_base(root / "base", CORPUS)
+    out = models.prepare_tokens(base, "single", "words", root / "single")
+    return AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out), AutoTokenizer.from_pretrained(base)
+
+
+def conversations(n: int) -> list[list[dict]]:
+    return [[{"role": "user", "content": " ".join(["question", str(i)] + ["topic"] * (i % 5))}] for i in range(n)]
+
+
+def test_score_batched_equals_one_at_a_time_and_temperatures(tiny_single):
+    model, tok, _ = tiny_single
+    convs = conversations(7)
+    batched = control.score(model, tok, convs, "single", temperatures=(1.0, 2.0), batch_size=4)
+    single = [control.score(model, tok, [c], "single", temperatures=(1.0, 2.0))[0] for c in convs]
+    for b, s in zip(batched, single):
+        for t in ("1", "2"):
+            for token in (REFUSE, RESPOND):
+                assert b["p"][t][token] == pytest.approx(s["p"][t][token], rel=1e-4)
+            assert b["p_other"][t] == pytest.approx(s["p_other"][t], rel=1e-4)
+    # direct check of one prompt: softmax of the last logits at T = 2
+    ids = tok.apply_chat_template(convs[0], add_generation_prompt=True, tokenize=True, return_dict=False)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+    refuse_id = tok.convert_tokens_to_ids(REFUSE)
+    assert batched[0]["p"]["2"][REFUSE] == pytest.approx(float(torch.softmax(logits / 2, -1)[refuse_id]), rel=1e-4)
+
+
+def test_score_rejects_bad_input(tiny_single):
+    model, tok, base_tok = tiny_single
+    with pytest.raises(DataError, match="no prompts"):
+        control.score(model, tok, [], "single")
+    with pytest.raises(DataError, match="lacks"):
+        control.score(model, base_tok, conversations(2), "single")
+    with pytest.raises(DataError, match="none"):
+        control.score(model, tok, conversations(2), "none")
+    with pytest.raises(DataError, match="lacks"):
+        control.HFBackend(model, base_tok).continue_from(conversations(1), [REFUSE], 4)
+
+
+def test_exact_sweep_lookup_equals_regeneration(tiny_single, tmp_path):
+    """≤ 2 generations per prompt, then every threshold's responses by lookup = generating them per threshold."""
+    model, tok, _ = tiny_single
+    convs = conversations(8)
+    ids = [f"q{i}" for i in range(len(convs))]
+    rows = control.score(model, tok, convs, "single")
+    p = sorted(control.p_refusal(r, "single") for r in rows)
+    thresholds = [0.0, p[2], p[5], 1.0]  # chosen from the scores so that decisions change across the sweep
+    backend = control.HFBackend(model, tok, batch_size=3)
+    cache = control.GenerationCache(tmp_path / "cache.jsonl")
+    keys = [(i, t) for i, r in zip(ids, rows) for t in control.needed_first_tokens(r, "single")]
+    assert cache.ensure(backend, dict(zip(ids, convs)), keys, max_new_tokens=6) == 2 * len(convs)
+    assert control.GenerationCache(tmp_path / "cache.jsonl").entries == cache.entries  # reloads from disk
+    assert cache.ensure(backend, dict(zip(ids, convs)), keys, max_new_tokens=6) == 0  # nothing regenerated
+    seen = set()
+    for t in thresholds:
+        chosen = decide_all(rows, "single", Setting(f"t{t}", "threshold", t))
+        seen.add(tuple(chosen))
+        looked_up = control.assemble(ids, chosen, cache.lookup)
+        regenerated = control.HFBackend(model, tok, batch_size=3).continue_from(convs, chosen, max_new_tokens=6)
+        assert looked_up == regenerated
+    assert len(seen) >= 3  # the sweep really changed decisions
+
+
+def test_cache_rejects_corrupt_file(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    path.write_text('{"id": "a", "first_token": "[refuse]", "text": "x"}\nnot json\n')
+    with pytest.raises(DataError, match="cache.jsonl:2"):
+        control.GenerationCache(path)
