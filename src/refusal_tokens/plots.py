@@ -76,3 +76,94 @@ def p_refusal_by_category(scores: pd.DataFrame, path: str | os.PathLike | None =
     grid.set_titles("{row_name} · {col_name}")
     grid.set_axis_labels("p(refusal token(s))", "")
     return _save(grid.figure, path)
+
+
+# ------------------------------------------------------------------------------------ calibration (notebook 03)
+
+def roc(curves: pd.DataFrame, points: pd.DataFrame, path: str | os.PathLike | None = None):
+    """ROC curves of the threshold sweep (``curves``: model, fpr, tpr) with other settings or models as points
+    (``points``: label, fpr, tpr)."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    sns.lineplot(data=curves, x="fpr", y="tpr", hue="model", estimator=None, sort=False, ax=ax, drawstyle="steps-post")
+    markers = iter("osD^vPX*<>")
+    for label, part in points.groupby("label", sort=False):
+        ax.scatter(part["fpr"], part["tpr"], marker=next(markers, "o"), s=46, label=label, zorder=3)
+    ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1)
+    ax.set(xlabel="FPR: refusal rate on prompts to answer", ylabel="TPR: refusal rate on prompts to refuse",
+           xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def metric_vs(frame: pd.DataFrame, x: str, y: str, hue: str, col: str | None = None, path=None, ylabel: str = "",
+              xlabel: str = "", logx: bool = False):
+    """A line per ``hue`` (one panel per ``col``): F1 / refusal rate vs threshold, bias or temperature."""
+    grid = sns.relplot(data=frame, x=x, y=y, hue=hue, col=col, kind="line", marker="o", markersize=3,
+                       height=3.2, aspect=1.15, facet_kws={"sharey": True})
+    grid.set_axis_labels(xlabel or x, ylabel or y)
+    if col:
+        grid.set_titles(f"{{col_name}}")
+    if logx:
+        grid.set(xscale="symlog")
+    return _save(grid.figure, path)
+
+
+def control_matrix(matrix: pd.DataFrame, path: str | os.PathLike | None = None, title: str = ""):
+    """Heatmap: change in each category's refusal rate (columns) when one category's threshold is raised (rows)."""
+    fig, ax = plt.subplots(figsize=(1.1 * matrix.shape[1] + 2.5, 0.55 * matrix.shape[0] + 1.6))
+    sns.heatmap(matrix, annot=True, fmt="+.2f", center=0, cmap="RdBu_r", vmin=-1, vmax=1, ax=ax,
+                cbar_kws={"label": "Δ token refusal rate"})
+    ax.set(xlabel="measured category", ylabel="threshold raised for", title=title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def rates_with_ci(frame: pd.DataFrame, x: str, y: str = "rate", hue: str | None = None,
+                  path: str | os.PathLike | None = None, xlabel: str = "", ylabel: str = "refusal rate"):
+    """Bars of a rate with Wilson 95% intervals (``ci_low``, ``ci_high``)."""
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * frame[x].nunique() * (frame[hue].nunique() if hue else 1)), 3.4))
+    sns.barplot(data=frame, x=x, y=y, hue=hue, ax=ax, errorbar=None)
+    xs = {label.get_text(): i for i, label in enumerate(ax.get_xticklabels())}
+    hues = list(dict.fromkeys(frame[hue])) if hue else [None]
+    width = 0.8 / len(hues)
+    for _, row in frame.iterrows():
+        offset = (hues.index(row[hue]) - (len(hues) - 1) / 2) * width if hue else 0.0
+        ax.errorbar(xs[str(row[x])] + offset, row[y], yerr=[[row[y] - row["ci_low"]], [row["ci_high"] - row[y]]],
+                    fmt="none", c="black", lw=1, capsize=2)
+    ax.set(xlabel=xlabel or x, ylabel=ylabel, ylim=(0, 1.05))
+    ax.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def stacked_outcomes(frame: pd.DataFrame, path: str | os.PathLike | None = None, title: str = ""):
+    """Stacked compliance / refusal shares per group (``frame``: model, group, refusal, compliance), a panel per
+    model (CoCoNot-style per-category bars, XSTest by type)."""
+    models = list(dict.fromkeys(frame["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(2.6 * len(models) + 1.5, 0.32 * frame["group"].nunique() + 1.6),
+                             sharey=True, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        part = frame[frame["model"] == model].set_index("group")[["refusal", "compliance"]]
+        part.plot.barh(stacked=True, ax=ax, color=["#c44e52", "#4c72b0"], legend=ax is axes[0][-1], width=0.8)
+        ax.set(title=model, xlim=(0, 1), xlabel="share", ylabel="")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def tradeoff(frame: pd.DataFrame, path: str | os.PathLike | None = None, judge: str = ""):
+    """One point per (model, setting): mean refusal rate on should-refuse splits (x) vs should-answer splits (y)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    sns.scatterplot(data=frame, x="refuse", y="answer", hue="model", style="model", s=70, ax=ax)
+    for _, row in frame.iterrows():
+        if "·" in row["column"]:
+            ax.annotate(row["column"].split("·")[1].split("(")[0].strip(), (row["refuse"], row["answer"]),
+                        fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set(xlabel="refusal rate where prompts should be refused (higher: safer)",
+           ylabel="refusal rate where prompts should be answered (lower: more helpful)", xlim=(-0.02, 1.02),
+           ylim=(-0.02, 1.02), title=f"judge: {judge}" if judge else "")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,355 @@
+"""Benchmarks: sample the prompts, score and generate once per model, judge every generation, and count.
+
+Stages (``dvc.yaml``):
+
+- ``generate@<model>`` — ``python -m refusal_tokens.benchmarks generate --model M``. For every benchmark in
+  ``params.yaml: generate.benchmarks`` it samples ``score`` prompts (stratified over (should_refuse, category),
+  seeded) and writes ``data/generations/<model>/<benchmark>/``:
+  ``prompts.jsonl``; ``scores.jsonl`` (p(scheme tokens) at each temperature, models with tokens only);
+  ``cache.jsonl`` (greedy responses keyed by (id, first token), for the first ``generate`` prompts: the refusal
+  token and [respond] for models with tokens, a plain greedy response otherwise); ``cache.sys-<name>.jsonl`` /
+  ``scores.sys-<name>.jsonl`` for the system-prompt baseline. A Hub-only benchmark that cannot be reached is
+  recorded as ``not run: …`` in ``status.json``, never as a number. The validation split of the training mix is
+  scored too (threshold selection), never generated.
+- ``judge`` — ``python -m refusal_tokens.benchmarks judge``: every judge in ``judge.judges`` labels every cached
+  generation into ``data/labels/<judge>/<model>/<benchmark>/<cache>.jsonl`` (keyed like the cache). Re-judging
+  reads the caches; it never generates. It also writes the judge card (``reports/judge_card.md``).
+
+Any control setting's responses and labels are then lookups (:mod:`refusal_tokens.control`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from .atomic import atomic_dir
+from .errors import DataError, SourceUnavailable
+
+VALIDATION = "validation"
+
+# Published numbers for the refusal-token Llama-3-8B model ("Refuse-Llama"; judge Llama-3.3-70B), Alagharu et al.,
+# arXiv 2603.13359, Table 1 — refusal rate in %, keyed by (benchmark, split) as in this study's table.
+REFERENCE = {
+    ("coconot_original", "should refuse"): 94.01, ("coconot_contrast", "should answer"): 11.87,
+    ("xstest", "unsafe"): 94.50, ("xstest", "safe"): 28.00, ("advbench", "harmful"): 94.23,
+    ("do_not_answer", "harmful"): 87.01, ("harmfulqa", "harmful"): 66.07, ("sorry_bench_partial", "harmful"): 84.77,
+    ("wildguardtest", "unharmful"): 9.52, ("wildguardtest", "harmful"): 59.02,
+    ("wildjailbreak_eval", "benign"): 4.76, ("wildjailbreak_eval", "harmful"): 20.50,
+    ("or_bench_hard", "over-refusal"): 23.88, ("or_bench_toxic", "toxic"): 85.95,
+}
+# How each benchmark's should_refuse label reads as a table split.
+SPLIT_NAMES = {
+    "coconot_original": ("should answer", "should refuse"), "coconot_contrast": ("should answer", "should refuse"),
+    "xstest": ("safe", "unsafe"), "wildguardtest": ("unharmful", "harmful"),
+    "wildjailbreak_eval": ("benign", "harmful"), "or_bench_hard": ("over-refusal", "toxic"),
+    "or_bench_toxic": ("over-refusal", "toxic"),
+}
+
+
+def split_name(benchmark: str, should_refuse: bool) -> str:
+    return SPLIT_NAMES.get(benchmark, ("benign", "harmful"))[int(bool(should_refuse))]
+
+
+# ------------------------------------------------------------------------------------------------- io helpers
+
+def write_jsonl(path: Path, rows: Sequence[Mapping]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    from .sources import read_jsonl as rows
+
+    return [row for _, row in rows(Path(path))]
+
+
+# -------------------------------------------------------------------------------------------------- sampling
+
+def _rank(seed: int, key: str) -> str:
+    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
+
+
+def stratified(rows: Sequence[Mapping], n: int, seed: int) -> list[Mapping]:
+    """Up to ``n`` rows, round-robin over (should_refuse, category) groups in a seeded order, so that every
+    prefix of the result is itself stratified (the generated subset is the first ``generate`` rows)."""
+    groups: dict[tuple, list[Mapping]] = defaultdict(list)
+    for row in rows:
+        groups[(bool(row["should_refuse"]), row["category"])].append(row)
+    queues = [sorted(g, key=lambda r: _rank(seed, r["id"])) for _, g in sorted(groups.items())]
+    out: list[Mapping] = []
+    while len(out) < n and any(queues):
+        for q in queues:
+            if q and len(out) < n:
+                out.append(q.pop(0))
+    return out
+
+
+def benchmark_rows(source: str, mirror=None) -> list[dict]:
+    """A benchmark's prompts as plain rows (raises SourceUnavailable for an unreachable Hub-only set)."""
+    from .sources import load
+
+    return [{"id": r.id, "benchmark": source, "prompt": r.prompt,
+             "conversation": list(r.conversation or ()) + [{"role": "user", "content": r.prompt}],
+             "category": r.category, "subcategory": r.subcategory, "should_refuse": bool(r.should_refuse)}
+            for r in load(source, mirror)]
+
+
+def validation_rows(path: str | os.PathLike) -> list[dict]:
+    """The training mix's validation split as benchmark rows (the threshold is chosen here, not on test sets)."""
+    from .mixing import read_split
+
+    return [{"id": r["id"], "benchmark": VALIDATION, "prompt": r["prompt"][-1]["content"],
+             "conversation": list(r["prompt"]), "category": r["category"], "subcategory": r.get("subcategory", ""),
+             "should_refuse": bool(r["should_refuse"])} for r in read_split(path)]
+
+
+def with_system(conversation: Sequence[Mapping[str, str]], system: str) -> list[dict]:
+    return [{"role": "system", "content": system}] + [m for m in conversation if m["role"] != "system"]
+
+
+# ----------------------------------------------------------------------------------------- generate (stage)
+
+def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = ".", mirror=None,
+                   progress: bool = True, loader: Callable[[str], list[dict]] | None = None) -> dict:
+    """Score and generate every benchmark for one model into ``<out>/<model>/`` (written atomically).
+
+    ``loader(source) → rows`` replaces :func:`benchmark_rows` (the smoke pipeline's toy benchmarks)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from . import control
+    from .tokens import require_tokens
+
+    g = params["generate"]
+    if model_name not in g["models"]:
+        raise DataError(f"unknown model {model_name!r}; params.yaml generate.models has {sorted(g['models'])}")
+    spec = g["models"][model_name]
+    root = Path(root)
+    folder = root / g["models_root"] / spec["path"]
+    if not (folder / "config.json").is_file():
+        raise DataError(f"{folder} holds no model (config.json missing): run `dvc repro` for it first")
+    scheme = spec["scheme"]
+    torch.manual_seed(0)
+    if g.get("torch_threads"):
+        torch.set_num_threads(int(g["torch_threads"]))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    if scheme != "none":
+        require_tokens(tokenizer, scheme)  # fail before any work if the model lacks its scheme's tokens
+    temperatures = [float(t) for t in g["temperatures"]]
+    backend = control.HFBackend(model, tokenizer, batch_size=int(g["batch_size"]), progress=progress)
+    systems = {name: text for name, text in g.get("system_prompts", {}).items()}
+    sys_models, sys_benchmarks = set(g.get("system_prompt_models", ())), set(g.get("system_prompt_benchmarks", ()))
+    status, counts, started = {}, {}, time.perf_counter()
+    out = root / g["out"] / model_name
+    with atomic_dir(out) as tmp:
+        jobs: list[tuple[str, list[dict], int]] = []
+        if scheme != "none":
+            mix = root / g["mixes_dir"] / g["validation_mix"] / scheme / "validation.jsonl"
+            jobs.append((VALIDATION, validation_rows(mix), 0))
+        for name, b in g["benchmarks"].items():
+            try:
+                source = b.get("source", name)
+                all_rows = loader(source) if loader else benchmark_rows(source, mirror)
+                rows = stratified(all_rows, int(b["score"]), int(g["seed"]))
+            except SourceUnavailable as error:
+                status[name] = f"not run: {error}"
+                continue
+            jobs.append((name, rows, int(b["generate"])))
+        for name, rows, n_generate in jobs:
+            t0 = time.perf_counter()
+            bench = tmp / name
+            write_jsonl(bench / "prompts.jsonl", [{**r, "generate": i < n_generate} for i, r in enumerate(rows)])
+            variants = {"": None} | ({f".sys-{k}": v for k, v in systems.items()}
+                                     if model_name in sys_models and name in sys_benchmarks else {})
+            for suffix, system in variants.items():
+                # The system-prompt baseline covers the generated prefix only (its points are judged from text).
+                subset = rows[:n_generate] if system else rows
+                convs = {r["id"]: (with_system(r["conversation"], system) if system else r["conversation"])
+                         for r in subset}
+                scores = []
+                if scheme != "none":
+                    scored = control.score(model, tokenizer, list(convs.values()), scheme, temperatures,
+                                           batch_size=int(g["score_batch_size"]), progress=progress)
+                    scores = [{"id": i, **s} for i, s in zip(convs, scored)]
+                    write_jsonl(bench / f"scores{suffix}.jsonl", scores)
+                gen_ids = [r["id"] for r in rows[:n_generate]]
+                if not gen_ids or (suffix and scheme != "none"):
+                    continue  # a model with tokens answers a system prompt through its token: scores suffice
+                by_id = {s["id"]: s for s in scores}
+                keys = [(i, t) for i in gen_ids
+                        for t in (control.needed_first_tokens(by_id[i], scheme) if scheme != "none" else [control.FREE])]
+                cache = control.GenerationCache(bench / f"cache{suffix}.jsonl")
+                cache.ensure(backend, convs, keys, int(g["max_new_tokens"]))
+            status[name] = "ok"
+            counts[name] = {"scored": len(rows) if scheme != "none" else 0, "generated_prompts": min(n_generate, len(rows)),
+                            "seconds": round(time.perf_counter() - t0, 1)}
+        meta = {"model": model_name, "folder": str(folder), "scheme": scheme, "status": status, "counts": counts,
+                "generated_tokens": backend.generated_tokens, "seconds": round(time.perf_counter() - started, 1),
+                "generation": {"decoding": "greedy", "max_new_tokens": int(g["max_new_tokens"]),
+                               "temperatures_scored": temperatures, "dtype": "float32",
+                               "device": str(next(model.parameters()).device)},
+                "params": dict(g)}
+        (tmp / "run.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
+# -------------------------------------------------------------------------------------------- judge (stage)
+
+def judge_generations(params: Mapping, root: str | os.PathLike = ".") -> dict:
+    """Every judge labels every cached generation; returns counts per judge. Nothing is generated here."""
+    from .judge import make_judge
+
+    g, j = params["generate"], params["judge"]
+    generations = Path(root) / g["out"]
+    judges = [make_judge(spec) for spec in j["judges"]]
+    counts = {}
+    for judge in judges:
+        out = Path(root) / j["labels_dir"] / judge.name
+        with atomic_dir(out) as tmp:
+            n = 0
+            for cache in sorted(generations.glob("*/*/cache*.jsonl")):
+                model, bench = cache.parent.parent.name, cache.parent.name
+                prompts = {r["id"]: r for r in read_jsonl(cache.parent / "prompts.jsonl")}
+                cached = read_jsonl(cache)
+                rows = [{"id": c["id"], "prompt": prompts[c["id"]]["prompt"], "category": prompts[c["id"]]["category"],
+                         "should_refuse": prompts[c["id"]]["should_refuse"],
+                         "first_token": None if c["first_token"] == "free" else c["first_token"], "text": c["text"]}
+                        for c in cached]
+                labels = judge.label(rows) if rows else []
+                write_jsonl(tmp / model / bench / cache.name,
+                            [{"id": c["id"], "first_token": c["first_token"], "refusal": lab["refusal"], "raw": lab["raw"]}
+                             for c, lab in zip(cached, labels)])
+                n += len(rows)
+        counts[judge.name] = n
+    return counts
+
+
+def write_judge_card(params: Mapping, root: str | os.PathLike = ".", records=None) -> dict:
+    """Agreement of each card judge with XSTest's human labels → ``reports/judge_card.md`` + metrics JSON.
+
+    A judge spec may carry ``rows: n``: that judge labels a subset of n completions, stratified over (completing
+    model, human label), for judges too slow for all 2,250 (a local LLM on CPU)."""
+    from .judge import judge_card, judge_card_markdown, make_judge, xstest_gold
+
+    j, root = params["judge"], Path(root)
+    if records is None:
+        from .sources import load
+
+        records = load("xstest_completions", os.environ.get("REFUSAL_TOKENS_MIRROR"))
+    gold = xstest_gold(records)
+    card, notes = None, []
+    for spec in j["card_judges"]:
+        spec = dict(spec)
+        limit = int(spec.pop("rows", 0) or 0)
+        relative_path = spec.get("path")
+        if spec.get("backend") == "hf":
+            spec["path"] = str(root / spec["path"])
+        subset = records
+        if limit:
+            keyed = [{"id": r.id, "category": r.category, "should_refuse": g, "record": r} for r, g in zip(records, gold)]
+            subset = [k["record"] for k in stratified(keyed, limit, 0)]
+            notes.append(f"- **{spec['name']}** labelled a subset of {len(subset)} completions, stratified over "
+                         "(completing model, human label): its numbers are noisier than the others'.")
+        part = judge_card([make_judge(spec)], subset)
+        if "path" in part["judges"][spec["name"]]["settings"]:  # as configured (relative), not this machine's path
+            part["judges"][spec["name"]]["settings"]["path"] = relative_path
+        if card is None or (not limit and card.get("_subset")):
+            card = {**part, "judges": {**(card or {}).get("judges", {}), **part["judges"]}, "_subset": bool(limit)}
+        else:
+            card["judges"].update(part["judges"])
+        card["judges"][spec["name"]]["rows"] = len(subset)
+    card.pop("_subset", None)
+    markdown = judge_card_markdown(card) + ("\n## Subsets\n\n" + "\n".join(notes) + "\n" if notes else "")
+    for path, text in ((root / j.get("card", "reports/judge_card.md"), markdown),
+                       (root / j.get("card_metrics", "reports/metrics/judge_card.json"),
+                        json.dumps(card, indent=2, sort_keys=True) + "\n")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    return {name: {k: v["overall"][k] for k in ("n", "accuracy", "cohen_kappa")} for name, v in card["judges"].items()}
+
+
+def load_run(generations: str | os.PathLike, labels: str | os.PathLike, model: str, benchmark: str,
+             judges: Sequence[str], variant: str = "") -> dict:
+    """One (model, benchmark) as dicts: prompts, scores by id, cache by (id, token), labels[judge] by (id, token)."""
+    folder = Path(generations) / model / benchmark
+    out = {"prompts": read_jsonl(folder / "prompts.jsonl"), "scores": {}, "cache": {}, "labels": {}}
+    if (folder / f"scores{variant}.jsonl").is_file():
+        out["scores"] = {r["id"]: r for r in read_jsonl(folder / f"scores{variant}.jsonl")}
+    if (folder / f"cache{variant}.jsonl").is_file():
+        out["cache"] = {(r["id"], r["first_token"]): r["text"] for r in read_jsonl(folder / f"cache{variant}.jsonl")}
+        for judge in judges:
+            path = Path(labels) / judge / model / benchmark / f"cache{variant}.jsonl"
+            out["labels"][judge] = {(r["id"], r["first_token"]): r["refusal"] for r in read_jsonl(path)}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score 95% interval for k successes in n trials (n = 0 → (0, 1))."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate(labels: Sequence[bool | None]) -> dict:
+    """Refusal rate with its Wilson interval over the labelled items (None = the judge could not tell)."""
+    known = [bool(x) for x in labels if x is not None]
+    k, n = sum(known), len(known)
+    lo, hi = wilson(k, n)
+    return {"refusals": k, "n": n, "unlabelled": len(labels) - n, "rate": k / n if n else None, "ci_low": lo,
+            "ci_high": hi}
+
+
+def f1_score(pred: Sequence[bool], gold: Sequence[bool]) -> float:
+    tp = sum(p and g for p, g in zip(pred, gold))
+    fp = sum(p and not g for p, g in zip(pred, gold))
+    fn = sum(g and not p for p, g in zip(pred, gold))
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+
+def main(argv: list[str] | None = None) -> int:
+    import yaml
+
+    parser = argparse.ArgumentParser(description="Benchmark generation and judging stages.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="score + generate every benchmark for one model")
+    gen.add_argument("--model", required=True, help="a key of params.yaml generate.models")
+    sub.add_parser("judge", help="label every cached generation with every judge; write the judge card")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    try:
+        params = yaml.safe_load(Path(args.params).read_text())
+        if args.command == "generate":
+            result = generate_model(args.model, params, mirror=os.environ.get("REFUSAL_TOKENS_MIRROR"))
+            result = {k: result[k] for k in ("model", "status", "counts", "seconds", "generated_tokens")}
+        else:
+            result = {"labels": judge_generations(params), "card": write_judge_card(params)}
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Calibration analyses (notebook 03): sweeps, ROC, F1, per-category control, token/text consistency.
+
+Everything here is a pure function of stored scores, cached generations and labels: no model is loaded. A
+*decision* is the first token a setting emits (:func:`refusal_tokens.control.decide`); a *token refusal rate*
+counts refusal tokens among decisions; a *judged refusal rate* looks up the judge's label of the cached response
+that starts with the decided token (exact, because greedy responses depend only on the first token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from .benchmarks import f1_score, rate
+from .control import RESPOND, Setting, decide_all, p_refusal, refusal_token
+from .errors import DataError
+from .tagging import CATEGORY_TOKENS, refusal_tokens
+
+
+def combine(runs: Sequence[Mapping]) -> dict:
+    """Several :func:`refusal_tokens.benchmarks.load_run` results as one (e.g. CoCoNot original + contrast)."""
+    out = {"prompts": [], "scores": {}, "cache": {}, "labels": {}}
+    for run in runs:
+        out["prompts"] += run["prompts"]
+        out["scores"].update(run["scores"])
+        out["cache"].update(run["cache"])
+        for judge, labels in run["labels"].items():
+            out["labels"].setdefault(judge, {}).update(labels)
+    return out
+
+
+def frame(prompts: Sequence[Mapping], scores: Mapping[str, Mapping], scheme: str, setting: Setting | None = None) -> pd.DataFrame:
+    """One row per scored prompt: id, category, should_refuse, p_refusal (under the setting's T and bias)."""
+    rows = [{"id": p["id"], "category": p["category"], "should_refuse": bool(p["should_refuse"]),
+             "generate": p.get("generate", False), "p_refusal": p_refusal(scores[p["id"]], scheme, setting)}
+            for p in prompts if p["id"] in scores]
+    if not rows:
+        raise DataError("no scored prompts: was this model generated with a token scheme?")
+    return pd.DataFrame(rows)
+
+
+def decisions(prompts: Sequence[Mapping], scores: Mapping[str, Mapping], scheme: str, setting: Setting) -> list[str]:
+    return decide_all([scores[p["id"]] for p in prompts], scheme, setting)
+
+
+def token_rates(prompts: Sequence[Mapping], scores: Mapping[str, Mapping], scheme: str,
+                settings: Sequence[Setting], by: str | None = "category") -> pd.DataFrame:
+    """Token refusal rate per setting (and per ``by`` group and should_refuse) with Wilson intervals."""
+    rows = []
+    for setting in settings:
+        chosen = decisions(prompts, scores, scheme, setting)
+        df = pd.DataFrame({"group": [p[by] if by else "all" for p in prompts],
+                           "should_refuse": [bool(p["should_refuse"]) for p in prompts],
+                           "refuse": [c != RESPOND for c in chosen]})
+        for (group, refuse_label), part in df.groupby(["group", "should_refuse"]):
+            r = rate(part["refuse"].tolist())
+            rows.append({"setting": setting.name, "threshold": setting.threshold, "bias": setting.bias,
+                         "temperature": setting.temperature, "group": group, "should_refuse": refuse_label,
+                         "rate": r["rate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"]})
+    return pd.DataFrame(rows)
+
+
+def roc_points(df: pd.DataFrame) -> dict:
+    """sklearn ROC of p_refusal vs should_refuse: fpr, tpr, thresholds, auroc."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    if df["should_refuse"].nunique() < 2:
+        raise DataError("ROC needs prompts that should be refused and prompts that should be answered")
+    fpr, tpr, thresholds = roc_curve(df["should_refuse"], df["p_refusal"])
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist(),
+            "auroc": float(roc_auc_score(df["should_refuse"], df["p_refusal"]))}
+
+
+def tpr_fpr(refuse: Sequence[bool], should_refuse: Sequence[bool]) -> tuple[float, float]:
+    pos = [r for r, y in zip(refuse, should_refuse) if y]
+    neg = [r for r, y in zip(refuse, should_refuse) if not y]
+    if not pos or not neg:
+        raise DataError("TPR/FPR need both prompts that should be refused and prompts that should be answered")
+    return sum(pos) / len(pos), sum(neg) / len(neg)
+
+
+def f1_curve(df: pd.DataFrame, thresholds: Sequence[float]) -> pd.DataFrame:
+    """F1 (refusal = positive) and TPR/FPR of the rule p_refusal ≥ t, for each t."""
+    rows = []
+    for t in thresholds:
+        pred = (df["p_refusal"] >= t).tolist()
+        tpr, fpr = tpr_fpr(pred, df["should_refuse"].tolist())
+        rows.append({"threshold": t, "f1": f1_score(pred, df["should_refuse"].tolist()), "tpr": tpr, "fpr": fpr,
+                     "refusal_rate": sum(pred) / len(pred)})
+    return pd.DataFrame(rows)
+
+
+def choose_thresholds(validation: pd.DataFrame, thresholds: Sequence[float], strict_tpr: float,
+                      lenient_fpr: float) -> dict:
+    """Settings chosen on the validation split: best F1; strict (the highest t with TPR ≥ strict_tpr: refuse
+    more); lenient (the lowest t with FPR ≤ lenient_fpr: answer more). Ties go to the threshold nearest 0.5."""
+    curve = f1_curve(validation, thresholds)
+    best = curve.assign(d=(curve["threshold"] - 0.5).abs()).sort_values(["f1", "d"], ascending=[False, True]).iloc[0]
+    strict = curve[curve["tpr"] >= strict_tpr]["threshold"].max()
+    lenient = curve[curve["fpr"] <= lenient_fpr]["threshold"].min()
+    return {"best_f1": {"threshold": float(best["threshold"]), "f1": float(best["f1"])},
+            "strict": {"threshold": float(strict) if pd.notna(strict) else float(min(thresholds)),
+                       "rule": f"highest threshold with validation TPR ≥ {strict_tpr}"},
+            "lenient": {"threshold": float(lenient) if pd.notna(lenient) else float(max(thresholds)),
+                        "rule": f"lowest threshold with validation FPR ≤ {lenient_fpr}"}}
+
+
+def category_control_matrix(prompts: Sequence[Mapping], scores: Mapping[str, Mapping], base: float,
+                            raised: float) -> pd.DataFrame:
+    """Raise one category token's threshold at a time (others stay at ``base``): change in every category's
+    token refusal rate (rows: raised category; columns: measured category), category scheme."""
+    baseline = token_rates(prompts, scores, "category", [Setting("base", "threshold", base)])
+    base_rate = baseline.set_index(["group", "should_refuse"])["rate"]
+    rows = []
+    for category in CATEGORY_TOKENS:
+        setting = Setting(f"raise {category}", "threshold", {category: raised}, default_threshold=base)
+        changed = token_rates(prompts, scores, "category", [setting]).set_index(["group", "should_refuse"])["rate"]
+        rows.append({"raised": category, **{f"{g} ({'orig' if y else 'contrast'})": changed[(g, y)] - base_rate[(g, y)]
+                                            for (g, y) in changed.index}})
+    return pd.DataFrame(rows).set_index("raised")
+
+
+def consistency(run: Mapping, scheme: str, judge: str) -> dict:
+    """Judged refusal rate of the cached responses after a forced refusal token and after a forced [respond]."""
+    labels = run["labels"].get(judge)
+    if labels is None:
+        raise DataError(f"no labels from judge {judge!r}")
+    out = {}
+    for what in ("refusal token", RESPOND):
+        keys = [k for k in labels if (k[1] == RESPOND) == (what == RESPOND)]
+        out[what] = rate([labels[k] for k in keys])
+    return out
+
+
+def judged_rates(run: Mapping, scheme: str, setting: Setting | None, judge: str) -> pd.DataFrame:
+    """Judged refusal rate by should_refuse over the generated prompts, for one setting (None: a model without
+    tokens, whose single cached response is ``free``)."""
+    gen = [p for p in run["prompts"] if p.get("generate")]
+    if setting is None:
+        tokens = ["free"] * len(gen)
+    else:
+        tokens = decide_all([run["scores"][p["id"]] for p in gen], scheme, setting)
+    labels = run["labels"][judge]
+    rows = []
+    for y in (True, False):
+        chosen = [labels[(p["id"], t)] for p, t in zip(gen, tokens) if bool(p["should_refuse"]) == y]
+        if chosen:
+            rows.append({"should_refuse": y, **rate(chosen)})
+    return pd.DataFrame(rows)
+
+
+def top_category_agreement(prompts: Sequence[Mapping], scores: Mapping[str, Mapping]) -> float:
+    """Among prompts that should be refused: share whose most likely category token names their category."""
+    rows = [p for p in prompts if p["should_refuse"] and p["category"] in CATEGORY_TOKENS]
+    if not rows:
+        raise DataError("no refusal prompts with a CoCoNot category")
+    return sum(refusal_token(scores[p["id"]], "category") == CATEGORY_TOKENS[p["category"]] for p in rows) / len(rows)
+
+
+__all__ = ["combine", "frame", "decisions", "token_rates", "roc_points", "tpr_fpr", "f1_curve", "choose_thresholds",
+           "category_control_matrix", "consistency", "judged_rates", "top_category_agreement", "refusal_tokens"]

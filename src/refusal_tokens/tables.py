@@ -1,0 +1,161 @@
+"""The benchmark table (notebook 04): every (benchmark, split) × (model, control setting) cell, per judge.
+
+A cell holds, per judge, the refusal rate with its Wilson 95% interval and n; for models with tokens also the
+token/judge agreement (share of generated prompts on which the first token and the text judge agree). Token rates
+use every *scored* prompt (a decision needs no generation); text-judge rates use the *generated* prompts, whose
+responses are looked up in the cache for the decided first token — nothing is regenerated to build a setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .benchmarks import REFERENCE, load_run, rate, split_name, write_jsonl
+from .control import FREE, RESPOND, Setting, decide_all
+from .errors import DataError
+
+DEFAULT = "default"  # no intervention: the greedy first token
+
+
+def model_settings(scheme: str, thresholds: Mapping | None) -> list[Setting]:
+    """No intervention for every model; + best-F1, strict and lenient thresholds for models with tokens."""
+    if scheme == "none":
+        return [Setting(DEFAULT)]
+    if not thresholds:
+        raise DataError("a model with tokens needs its calibrated thresholds (reports/metrics/calibration.json)")
+    return [Setting(DEFAULT)] + [Setting(name, "threshold", float(thresholds[name]["threshold"]))
+                                 for name in ("best_f1", "strict", "lenient")]
+
+
+def column(model: str, setting: Setting) -> str:
+    return model if setting.name == DEFAULT else f"{model} · {setting.name} (t={setting.threshold:g})"
+
+
+def first_tokens(run: Mapping, prompts: Sequence[Mapping], scheme: str, setting: Setting) -> list[str]:
+    if scheme == "none":
+        return [FREE] * len(prompts)
+    return decide_all([run["scores"][p["id"]] for p in prompts], scheme, setting)
+
+
+def completions(run: Mapping, scheme: str, setting: Setting, judges: Sequence[str]) -> list[dict]:
+    """The setting's responses (cache lookups) with every judge's label, one row per generated prompt."""
+    gen = [p for p in run["prompts"] if p.get("generate")]
+    out = []
+    for p, token in zip(gen, first_tokens(run, gen, scheme, setting)):
+        key = (p["id"], token)
+        if key not in run["cache"]:
+            raise DataError(f"no cached response for {key}: rerun the generate stage")
+        out.append({"id": p["id"], "prompt": p["prompt"], "category": p["category"], "subcategory": p.get("subcategory"),
+                    "should_refuse": p["should_refuse"], "first_token": None if token == FREE else token,
+                    "text": run["cache"][key], "labels": {j: run["labels"][j][key] for j in judges}})
+    return out
+
+
+def cells(benchmark: str, model: str, scheme: str, run: Mapping, setting: Setting, judges: Sequence[str]) -> list[dict]:
+    """Long-format rows (one per split × judge) for one (model, setting) on one benchmark."""
+    rows = []
+    done = completions(run, scheme, setting, judges)
+    scored_tokens = first_tokens(run, run["prompts"], scheme, setting) if scheme != "none" else []
+    for should_refuse in sorted({bool(p["should_refuse"]) for p in run["prompts"]}, reverse=True):
+        split = split_name(benchmark, should_refuse)
+        gen = [c for c in done if bool(c["should_refuse"]) == should_refuse]
+        base = {"benchmark": benchmark, "split": split, "model": model, "setting": setting.name,
+                "threshold": setting.threshold, "column": column(model, setting),
+                "reference": REFERENCE.get((benchmark, split))}
+        for judge in judges:
+            if judge == "token":
+                if scheme == "none":
+                    continue
+                labels = [t != RESPOND for p, t in zip(run["prompts"], scored_tokens)
+                          if bool(p["should_refuse"]) == should_refuse]
+                agree = None
+            else:
+                labels = [c["labels"][judge] for c in gen]
+                pairs = [(c["first_token"] != RESPOND, c["labels"][judge]) for c in gen
+                         if c["first_token"] is not None and c["labels"][judge] is not None]
+                agree = sum(a == b for a, b in pairs) / len(pairs) if pairs else None
+            rows.append({**base, "judge": judge, **rate(labels), "token_judge_agreement": agree})
+    return rows
+
+
+def build(generations: str | os.PathLike, labels: str | os.PathLike, models: Mapping[str, str],
+          benchmarks_: Sequence[str], judges: Sequence[str], thresholds: Mapping[str, Mapping],
+          completions_dir: str | os.PathLike | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The long table and each benchmark's status (``ok`` or ``not run: …`` from the generate stage).
+
+    ``models``: name → scheme. ``thresholds``: name → calibration.json's chosen thresholds. Writes one completions
+    file per (model, benchmark, setting) under ``completions_dir`` when given."""
+    rows, status = [], {}
+    for model, scheme in models.items():
+        meta = json.loads((Path(generations) / model / "run.json").read_text())
+        for benchmark in benchmarks_:
+            state = meta["status"].get(benchmark, "not run: not in this generate run")
+            status.setdefault(benchmark, state)
+            if state != "ok":
+                continue
+            run = load_run(generations, labels, model, benchmark, [j for j in judges if j != "token"] + ["token"])
+            for setting in model_settings(scheme, thresholds.get(model)):
+                if completions_dir:
+                    write_jsonl(Path(completions_dir) / model / benchmark / f"{setting.name}.jsonl",
+                                completions(run, scheme, setting, judges))
+                rows += cells(benchmark, model, scheme, run, setting, judges)
+    return pd.DataFrame(rows), status
+
+
+def _cell(row: pd.Series | None) -> str:
+    if row is None or pd.isna(row["rate"]):
+        return "–"
+    return f"{100 * row['rate']:.1f} [{100 * row['ci_low']:.0f}–{100 * row['ci_high']:.0f}]"
+
+
+def wide(table: pd.DataFrame, status: Mapping[str, str], judge: str, notes: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Rows benchmark × split, columns model · setting (+ n and the reference), cells "rate [CI]" for one judge;
+    benchmarks that did not run read their status, never a number."""
+    part = table[table["judge"] == judge]
+    columns = list(dict.fromkeys(part["column"]))
+    out = []
+    for benchmark, state in status.items():
+        if state != "ok":  # a reason, never a number
+            reason = "not run: Hub unreachable" if "Hub" in state else state[:80]
+            refs = ", ".join(f"{s} {v:.2f}" for (b, s), v in REFERENCE.items() if b == benchmark) or "–"
+            out.append({"benchmark": benchmark + (notes or {}).get(benchmark, ""), "split": "all", "n": "",
+                        **{c: reason if i == 0 else "" for i, c in enumerate(columns)},
+                        "reference (Refuse-Llama-3-8B)": refs})
+            continue
+        for split in dict.fromkeys(part[part["benchmark"] == benchmark]["split"]):
+            here = part[(part["benchmark"] == benchmark) & (part["split"] == split)]
+            ns = sorted(set(here["n"]))
+            ref = REFERENCE.get((benchmark, split))
+            out.append({"benchmark": benchmark + (notes or {}).get(benchmark, ""), "split": split,
+                        "n": "/".join(str(n) for n in ns),
+                        **{c: _cell(here[here["column"] == c].iloc[0]) if (here["column"] == c).any() else "n/a"
+                           for c in columns},
+                        "reference (Refuse-Llama-3-8B)": f"{ref:.2f}" if ref is not None else "–"})
+    return pd.DataFrame(out)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def outcomes_by_group(generations, labels, model: str, benchmark: str, judge: str, group: str = "category",
+                      scheme: str = "none", setting: Setting | None = None, only_split: bool | None = None) -> pd.DataFrame:
+    """Judged refusal / compliance shares per group (CoCoNot category, XSTest type) for stacked bars."""
+    run = load_run(generations, labels, model, benchmark, [judge])
+    done = completions(run, scheme, setting or Setting(DEFAULT), [judge])
+    rows = []
+    for g in sorted({c[group] for c in done}):
+        labels_ = [c["labels"][judge] for c in done if c[group] == g
+                   and (only_split is None or bool(c["should_refuse"]) == only_split)]
+        r = rate(labels_)
+        if r["n"]:
+            rows.append({"model": model, "group": f"{g} (n={r['n']})", "refusal": r["rate"], "compliance": 1 - r["rate"]})
+    return pd.DataFrame(rows)

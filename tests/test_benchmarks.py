@@ -1,0 +1,176 @@
+"""Benchmark sampling, statistics, calibration analyses, the table and the report helpers; the smoke pipeline's
+determinism and the generate stage's bad-input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from refusal_tokens import benchmarks as B, calibration as C, report as R, smoke, tables as T
+from refusal_tokens.control import Setting
+from refusal_tokens.errors import DataError
+from refusal_tokens.tagging import CATEGORY_TOKENS, RESPOND
+
+SAFETY, INCOMPLETE = "Requests with safety concerns", "Incomplete requests"
+
+
+def test_wilson_interval_by_hand():
+    assert B.wilson(0, 0) == (0.0, 1.0)
+    lo, hi = B.wilson(5, 10)  # textbook value: 0.2366 – 0.7634
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    lo, hi = B.wilson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+
+
+def test_rate_ignores_unlabelled():
+    r = B.rate([True, False, None, True])
+    assert (r["refusals"], r["n"], r["unlabelled"], r["rate"]) == (2, 3, 1, pytest.approx(2 / 3))
+
+
+def test_f1_by_hand():
+    # tp 1, fp 1, fn 1 → 2 / (2 + 1 + 1) = 0.5
+    assert B.f1_score([True, True, False, False], [True, False, True, False]) == 0.5
+    assert B.f1_score([False, False], [True, False]) == 0.0
+
+
+def test_stratified_prefixes_are_balanced_and_seeded():
+    rows = [{"id": f"{c}{i}", "category": c, "should_refuse": c != "z"} for c in "abz" for i in range(10)]
+    first = B.stratified(rows, 6, seed=0)
+    assert sorted(r["category"] for r in first[:3]) == ["a", "b", "z"]  # one per group before any repeats
+    assert sorted(r["category"] for r in first) == ["a", "a", "b", "b", "z", "z"]
+    assert B.stratified(rows, 6, seed=0) == first and B.stratified(rows, 6, seed=1) != first
+    assert len(B.stratified(rows, 100, seed=0)) == 30
+
+
+def test_split_names():
+    assert B.split_name("xstest", True) == "unsafe" and B.split_name("xstest", False) == "safe"
+    assert B.split_name("advbench", True) == "harmful"
+    assert B.REFERENCE[("xstest", "safe")] == 28.00
+
+
+def frame(p_refuse: list[float], p_answer: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"p_refusal": p_refuse + p_answer,
+                         "should_refuse": [True] * len(p_refuse) + [False] * len(p_answer)})
+
+
+def test_f1_curve_and_threshold_choice_by_hand():
+    df = frame([0.9, 0.8, 0.4], [0.6, 0.2, 0.1])
+    curve = C.f1_curve(df, [0.0, 0.5, 0.7, 1.0]).set_index("threshold")
+    # t=0.5: predicted refusals 0.9, 0.8, 0.6 → tp 2, fp 1, fn 1 → F1 2·2/(4+1+1) = 2/3; TPR 2/3, FPR 1/3
+    assert curve.loc[0.5, "f1"] == pytest.approx(2 / 3) and curve.loc[0.5, "fpr"] == pytest.approx(1 / 3)
+    # t=0.7: tp 2, fp 0, fn 1 → 0.8
+    assert curve.loc[0.7, "f1"] == pytest.approx(0.8)
+    chosen = C.choose_thresholds(df, [0.0, 0.5, 0.7, 1.0], strict_tpr=0.95, lenient_fpr=0.0)
+    assert chosen["best_f1"]["threshold"] == 0.7
+    assert chosen["strict"]["threshold"] == 0.0  # only t=0 keeps TPR at 1
+    assert chosen["lenient"]["threshold"] == 0.7  # lowest t with FPR 0
+    with pytest.raises(DataError):
+        C.tpr_fpr([True], [True])
+
+
+def category_scores(probs: dict[str, float], respond: float) -> dict:
+    p = dict.fromkeys(CATEGORY_TOKENS.values(), 0.0) | {CATEGORY_TOKENS[k]: v for k, v in probs.items()}
+    return {"p": {"1": p | {RESPOND: respond}}, "p_other": {"1": 0.0}}
+
+
+def test_category_control_matrix_is_diagonal_on_clean_scores():
+    prompts = [{"id": "s", "category": SAFETY, "should_refuse": True},
+               {"id": "i", "category": INCOMPLETE, "should_refuse": True}]
+    scores = {"s": category_scores({SAFETY: 0.7}, 0.3), "i": category_scores({INCOMPLETE: 0.6}, 0.4)}
+    m = C.category_control_matrix(prompts, scores, base=0.5, raised=0.9)
+    assert m.loc[SAFETY, f"{SAFETY} (orig)"] == -1.0 and m.loc[SAFETY, f"{INCOMPLETE} (orig)"] == 0.0
+    assert m.loc[INCOMPLETE, f"{INCOMPLETE} (orig)"] == -1.0 and m.loc[INCOMPLETE, f"{SAFETY} (orig)"] == 0.0
+    assert C.top_category_agreement(prompts, scores) == 1.0
+
+
+def test_token_rates_by_setting():
+    prompts = [{"id": str(i), "category": "c", "should_refuse": i < 2} for i in range(4)]
+    scores = {str(i): {"p": {"1": {"[refuse]": p, RESPOND: 1 - p}}, "p_other": {"1": 0.0}}
+              for i, p in enumerate([0.9, 0.4, 0.3, 0.1])}
+    r = C.token_rates(prompts, scores, "single", [Setting("t", "threshold", 0.35)], by=None).set_index("should_refuse")
+    assert r.loc[True, "rate"] == 1.0 and r.loc[False, "rate"] == 0.0
+    r = C.token_rates(prompts, scores, "single", [Setting("argmax")], by=None).set_index("should_refuse")
+    assert r.loc[True, "rate"] == 0.5
+
+
+def test_wide_table_says_not_run_never_a_number():
+    long = pd.DataFrame([{"benchmark": "xstest", "split": "unsafe", "column": "m", "judge": "string", "rate": 0.5,
+                          "ci_low": 0.2, "ci_high": 0.8, "n": 10}])
+    wide = T.wide(long, {"xstest": "ok", "or_bench_hard": "not run: or_bench_hard: Hub-only set … unreachable"}, "string")
+    row = wide.set_index("benchmark").loc["or_bench_hard"]
+    assert row["m"] == "not run: Hub unreachable" and "23.88" in row["reference (Refuse-Llama-3-8B)"]
+    assert wide.set_index("benchmark").loc["xstest", "m"] == "50.0 [20–80]"
+    assert T.model_settings("none", None)[0].name == T.DEFAULT
+    with pytest.raises(DataError, match="calibrated thresholds"):
+        T.model_settings("single", None)
+
+
+def test_report_helpers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n## Deviations from the paper\n\n| a | b |\n\n## Layout\nz\n")
+    assert R.readme_section(readme, "Deviations from the paper") == "| a | b |"
+    with pytest.raises(DataError, match="no '## Nope' section"):
+        R.readme_section(readme, "Nope")
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages:\n  s:\n    cmd: x\n    outs:\n    - path: a/b\n      md5: 0123456789abcdef\n")
+    assert R.lock_hashes(lock) == [{"stage": "s", "output": "a/b", "md5": "0123456789ab"}]
+    with pytest.raises(DataError):
+        R.lock_hashes(tmp_path / "missing.lock")
+
+
+def test_generate_rejects_bad_input_and_writes_nothing(tmp_path):
+    params = {"generate": {"out": "gen", "models_root": "models", "models": {"m": {"path": "m", "scheme": "single"}}}}
+    with pytest.raises(DataError, match="unknown model 'x'"):
+        B.generate_model("x", params, tmp_path)
+    with pytest.raises(DataError, match="holds no model"):
+        B.generate_model("m", params, tmp_path)
+    assert not (tmp_path / "gen").exists()
+
+
+def test_generate_refuses_a_model_without_its_scheme_tokens(tmp_path):
+    from refusal_tokens import tiny
+
+    tiny.save_tiny_base(tmp_path / "models" / "m", ["a tiny corpus of words"] * 3)
+    params = {"generate": {"out": "gen", "models_root": "models", "models": {"m": {"path": "m", "scheme": "single"}},
+                           "temperatures": [1.0], "batch_size": 2}}
+    with pytest.raises(DataError, match="lacks the 'single' scheme tokens"):
+        B.generate_model("m", params, tmp_path)
+    assert not (tmp_path / "gen").exists()
+
+
+def run_smoke_pipeline(root: Path) -> dict[str, bytes]:
+    """Tiny models → generations → labels → judge card → notebooks 03 and 04; returns every metrics/data file."""
+    import yaml
+
+    from refusal_tokens import notebook
+
+    smoke.benchmark_setup(root)
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump({"calibration": {"out": str(root), "smoke": True},
+                                      "benchmark_table": {"out": str(root), "smoke": True}}))
+    project = notebook.project_root()
+    cwd = Path.cwd()
+    try:
+        import os
+
+        os.chdir(project)
+        for nb, section in (("03_calibration", "calibration"), ("04_benchmark_table", "benchmark_table")):
+            notebook.run(nb, section, params_file=str(params), out_dir=str(root / "executed"))
+    finally:
+        os.chdir(cwd)
+    files = [*sorted((root / "reports" / "metrics").glob("*.json")), *sorted((root / "data").rglob("*.jsonl"))]
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+
+
+def test_smoke_pipeline_twice_gives_identical_metrics(tmp_path):
+    first, second = run_smoke_pipeline(tmp_path / "a"), run_smoke_pipeline(tmp_path / "b")
+    assert {"reports/metrics/calibration.json", "reports/metrics/benchmarks.json",
+            "reports/metrics/judge_card.json"} <= set(first)
+    assert first.keys() == second.keys()
+    different = [name for name in first if first[name] != second[name]]
+    assert not different, different
+    cells = json.loads(first["reports/metrics/benchmarks.json"])
+    assert cells["status"]["or_bench_hard"].startswith("not run")
