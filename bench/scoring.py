@@ -2,6 +2,7 @@
 and the batched run's achieved GFLOP/s against a fp32 GEMM peak measured by this script.
 
     python bench/scoring.py [--model models/smollm2-135m/sft/single_r50] [--prompts 128] [--batch-size 32]
+                            [--max-tokens 1024]
 
 Prompts: a stratified sample of CoCoNot original + contrast (the calibration prompts). Both ways compute the same
 probabilities (checked: max abs difference printed). FLOPs count real (non-padding) prompt tokens only:
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--scheme", default="single")
     parser.add_argument("--prompts", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=1024, help="padded tokens per batch (0: no cap)")
     args = parser.parse_args()
     mirror = os.environ.get("REFUSAL_TOKENS_MIRROR", str(HERE.parent.parent / "shared" / "datasets"))
     rows = benchmarks.stratified(benchmarks.benchmark_rows("coconot_original", mirror)
@@ -61,7 +63,7 @@ def main() -> None:
     control.score(model, tok, convs[:4], args.scheme)  # warm-up
 
     start = time.perf_counter()
-    batched = control.score(model, tok, convs, args.scheme, batch_size=args.batch_size)
+    batched = control.score(model, tok, convs, args.scheme, batch_size=args.batch_size, max_tokens=args.max_tokens)
     t_batched = time.perf_counter() - start
     start = time.perf_counter()
     single = [control.score(model, tok, [c], args.scheme, batch_size=1)[0] for c in convs]
@@ -70,10 +72,10 @@ def main() -> None:
     diff = max(abs(b["p"]["1"][k] - s["p"]["1"][k]) for b, s in zip(batched, single) for k in b["p"]["1"])
     flops = forward_flops(model, lengths)
     peak = gemm_peak()
-    padded = sum(max(lengths[i] for i in chunk) * len(chunk) for chunk in
-                 (sorted(range(len(lengths)), key=lengths.__getitem__)[i:i + args.batch_size]
-                  for i in range(0, len(lengths), args.batch_size)))
-    print(f"prompts {len(convs)}, tokens {sum(lengths)} (padded to {padded} in batches of {args.batch_size})")
+    batches = control.length_batches(lengths, args.batch_size, args.max_tokens)
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    print(f"prompts {len(convs)}, tokens {sum(lengths)} (padded to {padded} in {len(batches)} batches of ≤ "
+          f"{args.batch_size} prompts, ≤ {args.max_tokens or '∞'} padded tokens)")
     print(f"one at a time : {t_single:7.2f} s  {len(convs) / t_single:6.1f} prompts/s  {flops / t_single / 1e9:6.1f} GFLOP/s")
     print(f"batched       : {t_batched:7.2f} s  {len(convs) / t_batched:6.1f} prompts/s  {flops / t_batched / 1e9:6.1f} GFLOP/s")
     print(f"speed-up batched / one at a time: {t_single / t_batched:.2f}x   (target ≥ 5x)")

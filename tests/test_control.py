@@ -72,6 +72,13 @@ def test_bad_settings_raise_one_clear_error(setting, scheme, message):
         decide_all([single_row(0.5, 0.5)], scheme, setting)
 
 
+def test_length_batches_cap_rows_and_padded_tokens():
+    lengths = [5, 50, 6, 7, 40, 8]
+    assert control.length_batches(lengths, batch_size=3) == [[0, 2, 3], [5, 4, 1]]
+    # ≤ 20 padded tokens: 5, 6, 7 fit 3 × 7 = 21? no → [0, 2], then 7, 8 → [3, 5]; 40 and 50 alone
+    assert control.length_batches(lengths, batch_size=3, max_tokens=20) == [[0, 2], [3, 5], [4], [1]]
+
+
 def test_threshold_grid():
     assert control.threshold_grid(5) == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert len(control.threshold_grid(21)) == 21
@@ -102,7 +109,7 @@ def conversations(n: int) -> list[list[dict]]:
 def test_score_batched_equals_one_at_a_time_and_temperatures(tiny_single):
     model, tok, _ = tiny_single
     convs = conversations(7)
-    batched = control.score(model, tok, convs, "single", temperatures=(1.0, 2.0), batch_size=4)
+    batched = control.score(model, tok, convs, "single", temperatures=(1.0, 2.0), batch_size=4, max_tokens=40)
     single = [control.score(model, tok, [c], "single", temperatures=(1.0, 2.0))[0] for c in convs]
     for b, s in zip(batched, single):
         for t in ("1", "2"):

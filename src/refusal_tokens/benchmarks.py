@@ -181,7 +181,8 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
                 scores = []
                 if scheme != "none":
                     scored = control.score(model, tokenizer, list(convs.values()), scheme, temperatures,
-                                           batch_size=int(g["score_batch_size"]), progress=progress)
+                                           batch_size=int(g["score_batch_size"]), progress=progress,
+                                           max_tokens=int(g.get("score_max_tokens", 0)))
                     scores = [{"id": i, **s} for i, s in zip(convs, scored)]
                     write_jsonl(bench / f"scores{suffix}.jsonl", scores)
                 gen_ids = [r["id"] for r in rows[:n_generate]]

@@ -57,9 +57,25 @@ def _temperature_key(t: float) -> str:
 
 # ----------------------------------------------------------------------------------------------------- scoring
 
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = 0) -> list[list[int]]:
+    """Indices sorted by length, cut into batches of at most ``batch_size`` prompts and (when ``max_tokens`` > 0)
+    at most ``max_tokens`` padded tokens (rows × longest row): long prompts travel in small batches, so that
+    little of the compute goes to padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and (
+                not max_tokens or (len(batches[-1]) + 1) * lengths[i] <= max_tokens):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 @torch.no_grad()
 def score(model, tokenizer, conversations: Sequence[Sequence[Mapping[str, str]]], scheme: str,
-          temperatures: Sequence[float] = (1.0,), batch_size: int = 16, progress: bool = False) -> list[dict]:
+          temperatures: Sequence[float] = (1.0,), batch_size: int = 16, progress: bool = False,
+          max_tokens: int = 0) -> list[dict]:
     """Per conversation: ``{"p": {T: {token: p}}, "p_other": {T: max p of a non-scheme token}, "top": str,
     "top_is_scheme": bool}`` at the first response position. Raises DataError when the tokenizer lacks the scheme's
     tokens or there is nothing to score."""
@@ -75,10 +91,9 @@ def score(model, tokenizer, conversations: Sequence[Sequence[Mapping[str, str]]]
     tokens = scheme_tokens(scheme)
     ids = require_tokens(tokenizer, scheme)
     encoded = chat_prompts(tokenizer, conversations)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # length buckets: little padding
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = length_batches([len(e) for e in encoded], batch_size, max_tokens)
     if progress:
         from tqdm.auto import tqdm
 
@@ -243,6 +258,7 @@ class HFBackend:
     tokenizer: object
     batch_size: int = 16
     progress: bool = False
+    max_tokens: int = 0  # > 0: at most this many padded prompt tokens per batch (see length_batches)
     generated_tokens: int = field(default=0, init=False)  # new tokens produced, for cost accounting
 
     @torch.no_grad()
@@ -261,8 +277,7 @@ class HFBackend:
                    for ids, t in zip(chat_prompts(tok, conversations), first_tokens)]
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         device = next(self.model.parameters()).device
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = length_batches([len(e) for e in encoded], self.batch_size, self.max_tokens)
         if self.progress:
             from tqdm.auto import tqdm
 
