@@ -138,6 +138,9 @@ def test_generate_refuses_a_model_without_its_scheme_tokens(tmp_path):
                            "temperatures": [1.0], "batch_size": 2}}
     with pytest.raises(DataError, match="lacks the 'single' scheme tokens"):
         B.generate_model("m", params, tmp_path)
+    params["generate"]["device"] = "tpu"
+    with pytest.raises(DataError, match="auto, cpu or cuda"):
+        B.generate_model("m", params, tmp_path)
     assert not (tmp_path / "gen").exists()
 
 

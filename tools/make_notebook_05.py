@@ -49,6 +49,8 @@ if smoke and not (REPORTS / "metrics" / "benchmarks.json").is_file():
     raise FileNotFoundError("smoke report: run notebooks 03 and 04 first (nbval runs them in order)")
 read = lambda name: json.loads((REPORTS / "metrics" / name).read_text())  # noqa: E731
 calibration, bench, card = read("calibration.json"), read("benchmarks.json"), read("judge_card.json")
+sft_file = REPORTS / "metrics" / "sft.json"
+sft = json.loads(sft_file.read_text()) if sft_file.is_file() else {}  # smoke: notebook 02 writes it too
 ''')
 
 md("""
@@ -96,6 +98,10 @@ headline = pd.DataFrame({
 })
 judges = pd.DataFrame({name: j["overall"] for name, j in card["judges"].items()}).T[
     ["n", "accuracy", "precision", "recall", "f1", "cohen_kappa"]]
+training = pd.DataFrame(sft).T[["scheme", "mix", "init", "steps", "wall_seconds", "final_validation_loss",
+                                  "first_token_accuracy", "auroc"]] if sft else pd.DataFrame()
+training = training.map(lambda v: round(v, 3) if isinstance(v, float) else v)
+display(training)
 display(headline)
 judges
 ''')
@@ -151,7 +157,11 @@ sections = [
     "Package versions and hardware: " + ", ".join(f"{k} {v}" for k, v in {**versions, **hardware}.items()) + ".", "",
     "Outputs (`dvc.lock` md5, first 12 hex digits):", "", tables.markdown(hashes), "",
     "## Time per stage", "", tables.markdown(timings.round(1).fillna("–")), "",
-    "## Headline numbers", "", tables.markdown(headline.round(3).reset_index(names="model")), "",
+    "## Headline numbers", "",
+    "Training (`reports/metrics/sft.json`; AUROC and accuracy of the first token on the validation split):", "",
+    tables.markdown(training.reset_index(names="variant")) if sft else "(no sft.json)", "",
+    "Calibration (`reports/metrics/calibration.json`; CoCoNot = original vs contrast prompts):", "",
+    tables.markdown(headline.round(3).reset_index(names="model")), "",
     "Judges against XSTest's human labels (full or partial refusal = refusal):", "", tables.markdown(judges.astype(float).round(3).reset_index(names="judge")), "",
     "## The benchmark table", "", table_md, "",
     "## Figures", "", *report.figure_list(REPORTS / "figures", REPORTS),

@@ -143,8 +143,14 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
     torch.manual_seed(0)
     if g.get("torch_threads"):
         torch.set_num_threads(int(g["torch_threads"]))
+    device = g.get("device", "auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise DataError(f"generate.device must be auto, cpu or cuda, got {device!r}")
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32  # bf16 is emulated (slow) on this CPU
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
     if scheme != "none":
         require_tokens(tokenizer, scheme)  # fail before any work if the model lacks its scheme's tokens
     temperatures = [float(t) for t in g["temperatures"]]
@@ -199,7 +205,7 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
         meta = {"model": model_name, "folder": str(folder), "scheme": scheme, "status": status, "counts": counts,
                 "generated_tokens": backend.generated_tokens, "seconds": round(time.perf_counter() - started, 1),
                 "generation": {"decoding": "greedy", "max_new_tokens": int(g["max_new_tokens"]),
-                               "temperatures_scored": temperatures, "dtype": "float32",
+                               "temperatures_scored": temperatures, "dtype": str(dtype).removeprefix("torch."),
                                "device": str(next(model.parameters()).device)},
                 "params": dict(g)}
         (tmp / "run.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
