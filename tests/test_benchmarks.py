@@ -177,3 +177,60 @@ def test_smoke_pipeline_twice_gives_identical_metrics(tmp_path):
     assert not different, different
     cells = json.loads(first["reports/metrics/benchmarks.json"])
     assert cells["status"]["or_bench_hard"].startswith("not run")
+
+
+def test_threshold_choice_when_no_threshold_meets_the_target():
+    df = frame([0.6, 0.4], [0.5, 0.3])
+    chosen = C.choose_thresholds(df, [0.5, 1.0], strict_tpr=1.0, lenient_fpr=0.0)
+    assert chosen["strict"]["threshold"] == 0.5  # no t keeps TPR 1: the lowest threshold on the grid
+    assert chosen["lenient"]["threshold"] == 1.0  # FPR 0 only at t=1
+
+
+def test_cells_count_token_and_judge_rates_and_agreement_by_hand():
+    run = {"prompts": [{"id": "a", "prompt": "x", "category": "c", "should_refuse": True, "generate": True},
+                       {"id": "b", "prompt": "y", "category": "c", "should_refuse": True, "generate": True},
+                       {"id": "c", "prompt": "z", "category": "c", "should_refuse": True, "generate": False}],
+           "scores": {i: {"p": {"1": {"[refuse]": p, RESPOND: 1 - p}}, "p_other": {"1": 0.0}}
+                      for i, p in (("a", 0.9), ("b", 0.2), ("c", 0.8))},
+           "cache": {("a", "[refuse]"): "No.", ("a", RESPOND): "Sure", ("b", "[refuse]"): "No.", ("b", RESPOND): "Sure"},
+           "labels": {"string": {("a", "[refuse]"): True, ("a", RESPOND): False, ("b", "[refuse]"): True,
+                                 ("b", RESPOND): True},
+                      "token": {("a", "[refuse]"): True, ("a", RESPOND): False, ("b", "[refuse]"): True,
+                                ("b", RESPOND): False}}}
+    rows = {r["judge"]: r for r in T.cells("advbench", "m", "single", run, Setting("default"), ["string", "token"])}
+    # greedy: a → [refuse], b → [respond], c → [refuse]; token rate over the 3 scored = 2/3
+    assert rows["token"]["n"] == 3 and rows["token"]["rate"] == pytest.approx(2 / 3)
+    # string over the 2 generated: a refused, b's [respond] text judged a refusal → 2/2; agreement a yes, b no → 0.5
+    assert rows["string"]["n"] == 2 and rows["string"]["rate"] == 1.0
+    assert rows["string"]["token_judge_agreement"] == 0.5 and rows["string"]["reference_pct"] == 94.23
+    with pytest.raises(DataError, match="no cached response"):
+        T.completions({**run, "cache": {}}, "single", Setting("default"), ["string"])
+    with pytest.raises(DataError, match="share prompt ids"):
+        C.combine([run, run])
+
+
+def test_generate_fails_cleanly_midway(tmp_path):
+    """A failure after work has started (here: a benchmark loader error) leaves no output folder behind."""
+    from refusal_tokens import models, tiny
+
+    base = tiny.save_tiny_base(tmp_path / "base", ["a tiny corpus of words about cats"] * 3)
+    models.prepare_tokens(base, "single", "words", tmp_path / "models" / "m")
+    params = {"generate": {"out": "gen", "models_root": "models", "mixes_dir": "mixes", "validation_mix": "r50",
+                           "models": {"m": {"path": "m", "scheme": "single"}}, "temperatures": [1.0],
+                           "batch_size": 2, "score_batch_size": 2, "max_new_tokens": 2, "seed": 0,
+                           "benchmarks": {"coconot_original": {"score": 2, "generate": 1}, "xstest": {"score": 2, "generate": 1}}}}
+    with pytest.raises(DataError, match="validation split"):
+        B.generate_model("m", params, tmp_path)
+    mix = tmp_path / "mixes" / "r50" / "single"
+    mix.mkdir(parents=True)
+    mix.joinpath("validation.jsonl").write_text(json.dumps(
+        {"id": "v", "prompt": [{"role": "user", "content": "hi"}], "category": "c", "should_refuse": False}) + "\n")
+
+    def loader(source):
+        if source == "xstest":
+            raise DataError("xstest: broken file")
+        return smoke.toy_benchmark(source)
+
+    with pytest.raises(DataError, match="broken file"):
+        B.generate_model("m", params, tmp_path, progress=False, loader=loader)
+    assert not (tmp_path / "gen").exists() or not any((tmp_path / "gen").iterdir())

@@ -115,6 +115,10 @@ for m, s in SCHEMES.items():
     chosen = cal.decisions(coconot[m]["prompts"], coconot[m]["scores"], s, Setting("argmax"))
     tpr, fpr = cal.tpr_fpr([c != RESPOND for c in chosen], [p["should_refuse"] for p in coconot[m]["prompts"]])
     points.append({"label": f"{m}: greedy token", "tpr": tpr, "fpr": fpr, "judge": "token"})
+    gen = [p for p in coconot[m]["prompts"] if p["generate"]]  # the prefix the system-prompt points use
+    chosen = cal.decisions(gen, coconot[m]["scores"], s, Setting("argmax"))
+    tpr, fpr = cal.tpr_fpr([c != RESPOND for c in chosen], [p["should_refuse"] for p in gen])
+    points.append({"label": f"{m}: greedy token, {len(gen)} generated", "tpr": tpr, "fpr": fpr, "judge": "token"})
     # The same sweep judged from the text of the generated prompts (cache lookups): like-for-like with the
     # baselines' points below, which can only be judged from text.
     text_sweep = [cal.judged_rates(coconot[m], s, Setting("t", "threshold", t), text_judge).set_index("should_refuse")["rate"]
@@ -294,7 +298,8 @@ for setting in sweep_settings:
         idx = [i for i, p in enumerate(gen) if p["should_refuse"] == y]
         sweep_rows.append({"threshold": setting.threshold, "split": "original" if y else "contrast",
                            "token rate": sum(chosen[i] != RESPOND for i in idx) / len(idx),
-                           "judged rate": sum(bool(judged[i]) for i in idx if judged[i] is not None) / len(idx)})
+                           "judged rate": sum(bool(judged[i]) for i in idx if judged[i] is not None)
+                                          / max(1, sum(judged[i] is not None for i in idx))})
 generations_used = len(run["cache"])
 print(f"{len(gen)} prompts × {n_thresholds} thresholds: naive = {len(gen) * n_thresholds} generations, "
       f"cached = {generations_used} ({generations_used / len(gen):.1f} per prompt)")
@@ -319,16 +324,17 @@ md("""
 """)
 
 code('''
-sweep_range = {}
+sweep_range = {}  # interior thresholds only: t = 0 refuses everything and t = 1 nothing, for any model
+interior = [st for st in sweep_settings if 0 < st.threshold < 1]
 for m, s in SCHEMES.items():
-    r = cal.token_rates(coconot[m]["prompts"], coconot[m]["scores"], s, sweep_settings, by=None)
+    r = cal.token_rates(coconot[m]["prompts"], coconot[m]["scores"], s, interior, by=None)
     sweep_range[m] = {("original" if y else "contrast"): {"min": float(part["rate"].min()), "max": float(part["rate"].max())}
                       for y, part in r.groupby("should_refuse")}
 metrics = {
     "auroc_coconot": aurocs,
     "auroc_validation": {m: cal.roc_points(cal.frame(validation[m]["prompts"], validation[m]["scores"], s))["auroc"]
                          for m, s in SCHEMES.items()},
-    "f1_coconot": f1_on_coconot, "thresholds": chosen_thresholds, "refusal_rate_range_over_sweep": sweep_range,
+    "f1_coconot": f1_on_coconot, "thresholds": chosen_thresholds, "refusal_rate_range_over_interior_sweep": sweep_range,
     "roc_points": points.to_dict(orient="records"),
     "category_control_matrix": {"base": control_base, "raised": control_raised, "delta": matrix.to_dict(orient="index"),
                                 "top_category_agreement": top_category},

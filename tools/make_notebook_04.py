@@ -92,7 +92,9 @@ md("""
 Rows: benchmark × split (the split's prompts should be refused — `should refuse`, `unsafe`, `harmful`, `toxic` —
 or answered — `should answer`, `safe`, `unharmful`, `benign`, `over-refusal`). `n`: prompts behind the string
 judge's rates (generated prompts). Read the intervals: with a few dozen prompts per cell, differences of ten
-points are often noise.
+points are often noise. The samples are **category-balanced** (an equal share per category or type), so a cell is
+the unweighted mean over categories, not the benchmark's own rate over all its prompts; the reference column is
+the latter.
 """)
 
 code('''
@@ -165,7 +167,9 @@ text = "\\n".join([
     f"{GENERATION['dtype']} on {GENERATION['device']}. Judge quality on XSTest's human labels: {quality or 'n/a'}.",
     "Thresholds (chosen on the validation split): " + "; ".join(
         f"{m}: " + ", ".join(f"{k} {v['threshold']:g}" for k, v in t.items()) for m, t in THRESHOLDS.items()) + ".",
-    "Reference: Refuse-Llama-3-8B (judge Llama-3.3-70B), Alagharu et al., arXiv 2603.13359, Table 1.", "",
+    "Samples are category-balanced (equal share per category / type): a cell is the unweighted mean over "
+    "categories, not the rate over the whole benchmark. Reference: Refuse-Llama-3-8B over the full benchmarks "
+    "(judge Llama-3.3-70B), Alagharu et al., arXiv 2603.13359, Table 1 (numbers as cited in issue 5).", "",
     f"## Judge: {primary_judge} (n = generated prompts)", "", tables.markdown(main), "",
     "## Judge: token (n = scored prompts; models with tokens)", "", tables.markdown(token_table), ""])
 (ROOT / "reports").mkdir(parents=True, exist_ok=True)

@@ -137,14 +137,16 @@ fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
 limitations = [
     f"**Judge quality.** The `{primary_judge}` judge agrees with XSTest's human labels at accuracy "
     f"{fmt(string_card.get('accuracy'))}, κ {fmt(string_card.get('cohen_kappa'))}, recall "
-    f"{fmt(string_card.get('recall'))} (n {string_card.get('n')}): it misses refusals phrased other ways, so judged "
-    "refusal rates are lower bounds. The paper's judge is an LLM (Llama-3.3-70B); a local 135M model is no usable "
+    f"{fmt(string_card.get('recall'))}, precision {fmt(string_card.get('precision'))} (n {string_card.get('n')}): it "
+    "misses refusals phrased other ways and calls some answers refusals, so judged rates are biased both ways. "
+    "The paper's judge is an LLM (Llama-3.3-70B); a local 135M model is no usable "
     "judge (see the judge card), and no larger one is available offline.",
     "**Stand-in training data.** The refusal data are public stand-ins for CoCoNot's SFT split with template "
     "refusals, covering 6 of CoCoNot's subcategories (README: Deviations).",
     "**Model scale.** SmolLM2-135M trained for 20 steps on a CPU is far from Llama-3-8B trained for an epoch: "
     "compare shapes (does the dial move the rate, does one model trace the trade-off), not levels, with the reference column.",
-    "**Sample sizes.** Each cell uses a stratified sample (a few dozen generated prompts; more for token rates): "
+    "**Sample sizes and weighting.** Each cell uses a category-balanced stratified sample (equal share per "
+    "category, so not the benchmark's own mix) (a few dozen generated prompts; more for token rates): "
     "read the Wilson intervals. Responses are greedy and short (`max_new_tokens` in the table header).",
     "**SORRY-Bench** is a partial third-party copy (449 of 450 base prompts; categories inferred).",
     f"**Not run offline:** {', '.join(not_run) if not_run else 'none'} (Hub-only sets; their rows say so, never a number).",

@@ -82,7 +82,11 @@ def _rank(seed: int, key: str) -> str:
 
 def stratified(rows: Sequence[Mapping], n: int, seed: int) -> list[Mapping]:
     """Up to ``n`` rows, round-robin over (should_refuse, category) groups in a seeded order, so that every
-    prefix of the result is itself stratified (the generated subset is the first ``generate`` rows)."""
+    prefix of the result is itself stratified (the generated subset is the first ``generate`` rows).
+
+    The sample is *category-balanced*: each group gets an equal share until it runs out, whatever its share of
+    the benchmark (CoCoNot original: safety concerns 39% of prompts, 20% of a 150-prompt sample). A rate on it is
+    the unweighted mean over categories, not the benchmark's own rate (README: Deviations)."""
     groups: dict[tuple, list[Mapping]] = defaultdict(list)
     for row in rows:
         groups[(bool(row["should_refuse"]), row["category"])].append(row)
@@ -163,6 +167,9 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
         jobs: list[tuple[str, list[dict], int]] = []
         if scheme != "none":
             mix = root / g["mixes_dir"] / g["validation_mix"] / scheme / "validation.jsonl"
+            if not mix.is_file():
+                raise DataError(f"{mix} not found: the validation split of mix {g['validation_mix']!r} is needed to "
+                                "choose thresholds (run `dvc repro data_tagging`)")
             jobs.append((VALIDATION, validation_rows(mix), 0))
         for name, b in g["benchmarks"].items():
             try:
@@ -216,7 +223,7 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
 
 def judge_generations(params: Mapping, root: str | os.PathLike = ".") -> dict:
     """Every judge labels every cached generation; returns counts per judge. Nothing is generated here."""
-    from .judge import make_judge
+    from .judge import _label_checked, make_judge
 
     g, j = params["generate"], params["judge"]
     generations = Path(root) / g["out"]
@@ -234,7 +241,7 @@ def judge_generations(params: Mapping, root: str | os.PathLike = ".") -> dict:
                          "should_refuse": prompts[c["id"]]["should_refuse"],
                          "first_token": None if c["first_token"] == "free" else c["first_token"], "text": c["text"]}
                         for c in cached]
-                labels = judge.label(rows) if rows else []
+                labels = _label_checked(judge, rows) if rows else []
                 write_jsonl(tmp / model / bench / cache.name,
                             [{"id": c["id"], "first_token": c["first_token"], "refusal": lab["refusal"], "raw": lab["raw"]}
                              for c, lab in zip(cached, labels)])

@@ -22,6 +22,9 @@ def combine(runs: Sequence[Mapping]) -> dict:
     """Several :func:`refusal_tokens.benchmarks.load_run` results as one (e.g. CoCoNot original + contrast)."""
     out = {"prompts": [], "scores": {}, "cache": {}, "labels": {}}
     for run in runs:
+        repeated = {p["id"] for p in out["prompts"]} & {p["id"] for p in run["prompts"]}
+        if repeated:
+            raise DataError(f"runs to combine share prompt ids {sorted(repeated)[:5]}")
         out["prompts"] += run["prompts"]
         out["scores"].update(run["scores"])
         out["cache"].update(run["cache"])

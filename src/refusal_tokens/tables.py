@@ -66,7 +66,7 @@ def cells(benchmark: str, model: str, scheme: str, run: Mapping, setting: Settin
         gen = [c for c in done if bool(c["should_refuse"]) == should_refuse]
         base = {"benchmark": benchmark, "split": split, "model": model, "setting": setting.name,
                 "threshold": setting.threshold, "column": column(model, setting),
-                "reference": REFERENCE.get((benchmark, split))}
+                "reference_pct": REFERENCE.get((benchmark, split))}  # published, in %; rates here are fractions
         for judge in judges:
             if judge == "token":
                 if scheme == "none":
@@ -95,7 +95,8 @@ def build(generations: str | os.PathLike, labels: str | os.PathLike, models: Map
         meta = json.loads((Path(generations) / model / "run.json").read_text())
         for benchmark in benchmarks_:
             state = meta["status"].get(benchmark, "not run: not in this generate run")
-            status.setdefault(benchmark, state)
+            if state == "ok" or benchmark not in status:  # shown when any model ran it
+                status[benchmark] = state
             if state != "ok":
                 continue
             run = load_run(generations, labels, model, benchmark, [j for j in judges if j != "token"] + ["token"])
