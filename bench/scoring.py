@@ -13,21 +13,7 @@ position (2 · d · vocab per prompt). Prints numbers; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
 import time
-from pathlib import Path
-
-import torch
-
-HERE = Path(__file__).resolve().parent
-
-
-def gemm_peak() -> float:
-    spec = importlib.util.spec_from_file_location("sft_throughput", HERE / "sft_throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.gemm_peak()
 
 
 def forward_flops(model, lengths: list[int]) -> float:
@@ -42,9 +28,10 @@ def forward_flops(model, lengths: list[int]) -> float:
 
 
 def main() -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from common import coconot_sample, load_model
+    from sft_throughput import gemm_peak
 
-    from refusal_tokens import benchmarks, control, scoring
+    from refusal_tokens import control, scoring
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/smollm2-135m/sft/single_r50")
@@ -53,12 +40,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=1024, help="padded tokens per batch (0: no cap)")
     args = parser.parse_args()
-    mirror = os.environ.get("REFUSAL_TOKENS_MIRROR", str(HERE.parent.parent / "shared" / "datasets"))
-    rows = benchmarks.stratified(benchmarks.benchmark_rows("coconot_original", mirror)
-                                 + benchmarks.benchmark_rows("coconot_contrast", mirror), args.prompts, 0)
-    convs = [r["conversation"] for r in rows]
-    tok = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    convs = [r["conversation"] for r in coconot_sample(args.prompts)]
+    model, tok = load_model(args.model)
     lengths = [len(x) for x in scoring.chat_prompts(tok, convs)]
     control.score(model, tok, convs[:4], args.scheme)  # warm-up
 

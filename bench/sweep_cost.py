@@ -12,19 +12,13 @@ Prints numbers; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
-
-import torch
-
-HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from common import coconot_sample, load_model
 
-    from refusal_tokens import benchmarks, control
+    from refusal_tokens import control
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/smollm2-135m/sft/single_r50")
@@ -34,12 +28,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
-    mirror = os.environ.get("REFUSAL_TOKENS_MIRROR", str(HERE.parent.parent / "shared" / "datasets"))
-    rows = benchmarks.stratified(benchmarks.benchmark_rows("coconot_original", mirror)
-                                 + benchmarks.benchmark_rows("coconot_contrast", mirror), args.prompts, 0)
+    rows = coconot_sample(args.prompts)
     ids, convs = [r["id"] for r in rows], [r["conversation"] for r in rows]
-    tok = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    model, tok = load_model(args.model)
     settings = [control.Setting(f"t={t:g}", "threshold", t) for t in control.threshold_grid(args.k)]
     control.HFBackend(model, tok, batch_size=4).continue_from(convs[:4], [None] * 4, 2)  # warm-up
 

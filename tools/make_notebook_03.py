@@ -68,9 +68,8 @@ GEN, LAB = ROOT / generations, ROOT / labels
 FIG = ROOT / "reports" / "figures"
 JUDGES = [text_judge, "token"]
 SCHEMES = {single_model: "single", category_model: "category"}
-load = lambda model, bench, variant="": benchmarks.load_run(GEN, LAB, model, bench, JUDGES, variant)  # noqa: E731
-coconot = {m: cal.combine([load(m, "coconot_original"), load(m, "coconot_contrast")]) for m in SCHEMES}
-validation = {m: load(m, "validation") for m in SCHEMES}
+coconot = {m: cal.coconot_run(GEN, LAB, m, JUDGES) for m in SCHEMES}
+validation = {m: benchmarks.load_run(GEN, LAB, m, "validation", JUDGES) for m in SCHEMES}
 GRID = threshold_grid(n_thresholds)
 pd.set_option("display.precision", 3)
 print({m: len(r["prompts"]) for m, r in coconot.items()}, "CoCoNot prompts scored;",
@@ -127,12 +126,12 @@ for m, s in SCHEMES.items():
     curves.append(pd.DataFrame({"model": f"{m}, {text_judge} judge on {n_gen} generated",
                                 "fpr": [r[False] for r in text_sweep], "tpr": [r[True] for r in text_sweep]}))
 for m in baseline_models:
-    rates = cal.judged_rates(cal.combine([load(m, "coconot_original"), load(m, "coconot_contrast")]), "none", None, text_judge)
+    rates = cal.judged_rates(cal.coconot_run(GEN, LAB, m, JUDGES), "none", None, text_judge)
     by = rates.set_index("should_refuse")["rate"]
     points.append({"label": f"{m}: retrained on a refusal share", "tpr": by[True], "fpr": by[False], "judge": text_judge})
 for m in prompt_baseline_models:
     for variant in (".sys-more", ".sys-less"):
-        run = cal.combine([load(m, "coconot_original", variant), load(m, "coconot_contrast", variant)])
+        run = cal.coconot_run(GEN, LAB, m, JUDGES, variant)
         if m in SCHEMES:  # scored on the generated prefix only
             scored = [p for p in run["prompts"] if p["id"] in run["scores"]]
             chosen = cal.decisions(scored, run["scores"], SCHEMES[m], Setting("argmax"))
@@ -268,7 +267,7 @@ learned in 20 steps; how much of the refusal *text* follows it is what this chec
 code('''
 consistency_rows, consistency = [], {}
 for m, s in SCHEMES.items():
-    c = cal.consistency(coconot[m], s, text_judge)
+    c = cal.consistency(coconot[m], text_judge)
     consistency[m] = {k: v["rate"] for k, v in c.items()}
     for forced, r in c.items():
         consistency_rows.append({"model": m, "forced": forced, **r})
@@ -288,22 +287,18 @@ by how many prompts each threshold sends each way. `bench/sweep_cost.py` times b
 """)
 
 code('''
-sweep_rows = []
 run = coconot[single_model]
 gen = [p for p in run["prompts"] if p["generate"]]
-for setting in sweep_settings:
-    chosen = cal.decisions(gen, run["scores"], "single", setting)
-    judged = [run["labels"][text_judge][(p["id"], t)] for p, t in zip(gen, chosen)]
-    for y in (True, False):
-        idx = [i for i, p in enumerate(gen) if p["should_refuse"] == y]
-        sweep_rows.append({"threshold": setting.threshold, "split": "original" if y else "contrast",
-                           "token rate": sum(chosen[i] != RESPOND for i in idx) / len(idx),
-                           "judged rate": sum(bool(judged[i]) for i in idx if judged[i] is not None)
-                                          / max(1, sum(judged[i] is not None for i in idx))})
+token_sweep = cal.token_rates(gen, run["scores"], "single", sweep_settings, by=None)
+judged_sweep = pd.concat(cal.judged_rates(run, "single", st, text_judge).assign(threshold=st.threshold)
+                         for st in sweep_settings)
+sweep = (token_sweep[["threshold", "should_refuse", "rate"]].rename(columns={"rate": "token rate"})
+         .merge(judged_sweep[["threshold", "should_refuse", "rate"]].rename(columns={"rate": "judged rate"}))
+         .assign(split=lambda d: d["should_refuse"].map({True: "original", False: "contrast"})))
 generations_used = len(run["cache"])
 print(f"{len(gen)} prompts × {n_thresholds} thresholds: naive = {len(gen) * n_thresholds} generations, "
       f"cached = {generations_used} ({generations_used / len(gen):.1f} per prompt)")
-pd.DataFrame(sweep_rows).pivot_table(index="threshold", columns="split", values=["token rate", "judged rate"]).iloc[::4]
+sweep.pivot_table(index="threshold", columns="split", values=["token rate", "judged rate"]).iloc[::4]
 ''')
 
 md("""

@@ -22,6 +22,7 @@ out: str = "build/smoke"            # output root; the DVC stage passes "."
 smoke: bool = True                  # True: build the toy outputs first if notebooks 03/04 have not
 profile: str = "smoke (tiny random models, toy benchmarks: numbers are meaningless)"
 readme: str = "README.md"           # the project README: its Deviations section is copied, not rewritten
+generations: str = "data/generations"  # generate@<model> outputs (their run.json hold the generation time)
 models_root: str = "models/tiny"    # where the trained variants live (their metrics.json hold the training time)
 train_variants: list = ["single_r50", "category_r50"]
 generate_models: list = ["base", "none_r50", "single_r50", "category_r50"]
@@ -47,8 +48,8 @@ ROOT = PROJECT / out
 REPORTS = ROOT / "reports"
 if smoke and not (REPORTS / "metrics" / "benchmarks.json").is_file():
     raise FileNotFoundError("smoke report: run notebooks 03 and 04 first (nbval runs them in order)")
-read = lambda name: json.loads((REPORTS / "metrics" / name).read_text())  # noqa: E731
-calibration, bench, card = read("calibration.json"), read("benchmarks.json"), read("judge_card.json")
+calibration, bench, card = (json.loads((REPORTS / "metrics" / name).read_text())
+                            for name in ("calibration.json", "benchmarks.json", "judge_card.json"))
 sft_file = REPORTS / "metrics" / "sft.json"
 sft = json.loads(sft_file.read_text()) if sft_file.is_file() else {}  # smoke: notebook 02 writes it too
 ''')
@@ -75,7 +76,7 @@ generation). Stages that record nothing (model preparation, tokens, judging) are
 code('''
 notebooks = {"data_tagging": "01_data_tagging", "sft_report": "02_sft", "calibration": "03_calibration",
              "benchmark_table": "04_benchmark_table"}
-timings = pd.DataFrame(report.stage_seconds(ROOT, models_root, train_variants, generate_models, notebooks))
+timings = pd.DataFrame(report.stage_seconds(ROOT, models_root, generations, train_variants, generate_models, notebooks))
 timings
 ''')
 
@@ -117,8 +118,7 @@ helpful). The tokens' settings of one model trace a path; the `none` models are 
 code('''
 cells = pd.DataFrame(bench["cells"])
 judged = cells[cells["judge"] == primary_judge].dropna(subset=["rate"])
-harmful = {"should refuse", "unsafe", "harmful", "toxic"}
-judged = judged.assign(kind=judged["split"].map(lambda s: "refuse" if s in harmful else "answer"))
+judged = judged.assign(kind=judged["should_refuse"].map({True: "refuse", False: "answer"}))
 tradeoff = judged.pivot_table(index=["model", "column"], columns="kind", values="rate", aggfunc="mean").reset_index()
 fig = plots.tradeoff(tradeoff, REPORTS / "figures" / "05_tradeoff.png", judge=primary_judge)
 tradeoff
@@ -133,11 +133,10 @@ table_md = (REPORTS / "benchmark_table.md").read_text().split("\\n", 1)[1]
 deviations = report.readme_section(PROJECT / readme, "Deviations from the paper")
 string_card = card["judges"].get(primary_judge, {}).get("overall", {})
 not_run = sorted(b for b, s in bench["status"].items() if s != "ok")
-fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
 limitations = [
     f"**Judge quality.** The `{primary_judge}` judge agrees with XSTest's human labels at accuracy "
-    f"{fmt(string_card.get('accuracy'))}, κ {fmt(string_card.get('cohen_kappa'))}, recall "
-    f"{fmt(string_card.get('recall'))}, precision {fmt(string_card.get('precision'))} (n {string_card.get('n')}): it "
+    f"{report.number(string_card.get('accuracy'))}, κ {report.number(string_card.get('cohen_kappa'))}, recall "
+    f"{report.number(string_card.get('recall'))}, precision {report.number(string_card.get('precision'))} (n {string_card.get('n')}): it "
     "misses refusals phrased other ways and calls some answers refusals, so judged rates are biased both ways. "
     "The paper's judge is an LLM (Llama-3.3-70B); a local 135M model is no usable "
     "judge (see the judge card), and no larger one is available offline.",

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from .benchmarks import f1_score, rate
-from .control import RESPOND, Setting, decide_all, p_refusal, refusal_token
+from .benchmarks import f1_score, load_run, rate
+from .control import FREE, RESPOND, Setting, decide_all, p_refusal, refusal_token
 from .errors import DataError
-from .tagging import CATEGORY_TOKENS, refusal_tokens
+from .tagging import CATEGORY_TOKENS
 
 
 def combine(runs: Sequence[Mapping]) -> dict:
@@ -31,6 +31,20 @@ def combine(runs: Sequence[Mapping]) -> dict:
         for judge, labels in run["labels"].items():
             out["labels"].setdefault(judge, {}).update(labels)
     return out
+
+
+def coconot_run(generations, labels, model: str, judges: Sequence[str], variant: str = "") -> dict:
+    """CoCoNot original (should refuse) + contrast (should answer) of one model, as one run."""
+    return combine([load_run(generations, labels, model, bench, judges, variant)
+                    for bench in ("coconot_original", "coconot_contrast")])
+
+
+def first_tokens(run: Mapping, prompts: Sequence[Mapping], scheme: str, setting: Setting | None) -> list[str]:
+    """The cache key each prompt's response is looked up under: the setting's decided token, or ``free`` for a
+    model without tokens (``scheme`` none or no setting)."""
+    if scheme == "none" or setting is None:
+        return [FREE] * len(prompts)
+    return decide_all([run["scores"][p["id"]] for p in prompts], scheme, setting)
 
 
 def frame(prompts: Sequence[Mapping], scores: Mapping[str, Mapping], scheme: str, setting: Setting | None = None) -> pd.DataFrame:
@@ -124,7 +138,7 @@ def category_control_matrix(prompts: Sequence[Mapping], scores: Mapping[str, Map
     return pd.DataFrame(rows).set_index("raised")
 
 
-def consistency(run: Mapping, scheme: str, judge: str) -> dict:
+def consistency(run: Mapping, judge: str) -> dict:
     """Judged refusal rate of the cached responses after a forced refusal token and after a forced [respond]."""
     labels = run["labels"].get(judge)
     if labels is None:
@@ -140,10 +154,7 @@ def judged_rates(run: Mapping, scheme: str, setting: Setting | None, judge: str)
     """Judged refusal rate by should_refuse over the generated prompts, for one setting (None: a model without
     tokens, whose single cached response is ``free``)."""
     gen = [p for p in run["prompts"] if p.get("generate")]
-    if setting is None:
-        tokens = ["free"] * len(gen)
-    else:
-        tokens = decide_all([run["scores"][p["id"]] for p in gen], scheme, setting)
+    tokens = first_tokens(run, gen, scheme, setting)
     labels = run["labels"][judge]
     rows = []
     for y in (True, False):
@@ -160,6 +171,3 @@ def top_category_agreement(prompts: Sequence[Mapping], scores: Mapping[str, Mapp
         raise DataError("no refusal prompts with a CoCoNot category")
     return sum(refusal_token(scores[p["id"]], "category") == CATEGORY_TOKENS[p["category"]] for p in rows) / len(rows)
 
-
-__all__ = ["combine", "frame", "decisions", "token_rates", "roc_points", "tpr_fpr", "f1_curve", "choose_thresholds",
-           "category_control_matrix", "consistency", "judged_rates", "top_category_agreement", "refusal_tokens"]

@@ -69,8 +69,8 @@ def notebook_seconds(notebook: str | Path) -> float | None:
     return json.loads(path.read_text()).get("metadata", {}).get("papermill", {}).get("duration")
 
 
-def stage_seconds(root: str | Path, models_root: str, train_variants: Sequence[str], generate_models: Sequence[str],
-                  notebooks: Mapping[str, str]) -> list[dict]:
+def stage_seconds(root: str | Path, models_root: str, generations: str, train_variants: Sequence[str],
+                  generate_models: Sequence[str], notebooks: Mapping[str, str]) -> list[dict]:
     """Durations the stages recorded: notebooks (papermill), training (metrics.json), generation (run.json)."""
     root = Path(root)
     rows = [{"stage": stage, "seconds": notebook_seconds(root / "reports" / "notebooks" / f"{nb}.ipynb"),
@@ -80,7 +80,7 @@ def stage_seconds(root: str | Path, models_root: str, train_variants: Sequence[s
         rows.append({"stage": f"train@{v}", "recorded in": str(path.relative_to(root)),
                      "seconds": json.loads(path.read_text())["wall_seconds"] if path.is_file() else None})
     for m in generate_models:
-        path = root / "data" / "generations" / m / "run.json"
+        path = root / generations / m / "run.json"
         rows.append({"stage": f"generate@{m}", "recorded in": str(path.relative_to(root)),
                      "seconds": json.loads(path.read_text())["seconds"] if path.is_file() else None})
     return rows
@@ -93,6 +93,11 @@ def readme_section(readme: str | Path, title: str) -> str:
     if not match:
         raise DataError(f"{readme} has no '## {title}' section")
     return match.group(1).strip()
+
+
+def number(value: float | None) -> str:
+    """Three decimals, or – for a metric that is undefined (0/0)."""
+    return "–" if value is None else f"{value:.3f}"
 
 
 def figure_list(figures_dir: str | Path, relative_to: str | Path) -> list[str]:

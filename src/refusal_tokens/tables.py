@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from .benchmarks import REFERENCE, load_run, rate, split_name, write_jsonl
-from .control import FREE, RESPOND, Setting, decide_all
+from .calibration import first_tokens
+from .control import FREE, RESPOND, Setting
 from .errors import DataError
 
 DEFAULT = "default"  # no intervention: the greedy first token
@@ -34,12 +35,6 @@ def model_settings(scheme: str, thresholds: Mapping | None) -> list[Setting]:
 
 def column(model: str, setting: Setting) -> str:
     return model if setting.name == DEFAULT else f"{model} · {setting.name} (t={setting.threshold:g})"
-
-
-def first_tokens(run: Mapping, prompts: Sequence[Mapping], scheme: str, setting: Setting) -> list[str]:
-    if scheme == "none":
-        return [FREE] * len(prompts)
-    return decide_all([run["scores"][p["id"]] for p in prompts], scheme, setting)
 
 
 def completions(run: Mapping, scheme: str, setting: Setting, judges: Sequence[str]) -> list[dict]:
@@ -64,7 +59,7 @@ def cells(benchmark: str, model: str, scheme: str, run: Mapping, setting: Settin
     for should_refuse in sorted({bool(p["should_refuse"]) for p in run["prompts"]}, reverse=True):
         split = split_name(benchmark, should_refuse)
         gen = [c for c in done if bool(c["should_refuse"]) == should_refuse]
-        base = {"benchmark": benchmark, "split": split, "model": model, "setting": setting.name,
+        base = {"benchmark": benchmark, "split": split, "should_refuse": should_refuse, "model": model, "setting": setting.name,
                 "threshold": setting.threshold, "column": column(model, setting),
                 "reference_pct": REFERENCE.get((benchmark, split))}  # published, in %; rates here are fractions
         for judge in judges:
