@@ -1,21 +1,36 @@
-"""SFT throughput on this machine: our CPU settings vs TRL's default SFTConfig, side by side in one run.
+"""SFT throughput on this machine: training settings side by side in one run, through TRL's SFTTrainer.
 
-    python bench/sft_throughput.py [--model models/smollm2-135m/init/single-words] [--steps 3] [--warmup 1]
+    python bench/sft_throughput.py [--model models/smollm2-135m/init/single-words] [--steps 6] [--warmup 2]
+                                   [--settings padded,padding_free,freeze20] [--with-trl-defaults]
 
-Both trainers see the same model, data (the r50 mix, single scheme, rows ≤ max_length) and batch size; only the
-SFTConfig differs. TRL's defaults are bf16 + gradient checkpointing; `use_cpu=True` is added so that they run
-here at all. The first `--warmup` steps of each run are not timed. Throughput counts non-padding tokens.
-Achieved GFLOP/s use 6 · N · tokens (+ attention), N = parameters (tied embedding counted once, as the LM head),
-and are compared with a fp32 GEMM peak measured by this script. Prints numbers; asserts nothing.
+Every setting sees the same model, data (the r50 mix, single scheme, rows ≤ max_length), seed and batch of 8, and
+trains ``warmup + steps`` steps; the first ``warmup`` are not timed. Settings (our CPU default is the last):
+
+- ``padded``: fp32, no gradient checkpointing, rows padded to the longest in the batch (the earlier default);
+- ``padding_free``: the same rows concatenated with restarting position ids (TRL ``padding_free=True``);
+- ``freeze15`` / ``freeze20``: padding-free, and the bottom 15 / 20 of 30 blocks frozen (backward stops there);
+- ``trl_defaults`` (``--with-trl-defaults``): TRL's ``SFTConfig`` defaults, bf16 + gradient checkpointing, plus
+  ``use_cpu`` (very slow on AVX2-only CPUs).
+
+Throughput counts real (non-padding) tokens. Achieved GFLOP/s use the *work the setting does*: forward 2·N per
+token and backward 4·N for the trainable share of the blocks (N = non-embedding parameters; the LM head's
+2·d·vocab counts only at completion positions, as TRL's fused head computes it), plus attention. The peak is a
+fp32 2048³ matmul measured in the same run (before and after). The loss after the timed steps is printed for
+each setting: padding must not change it (same rows, same order); freezing does. Writes what it printed to
+``reports/bench/sft_throughput.json`` with the CPU model, its flags and torch's thread count. Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+HERE = Path(__file__).resolve().parent
 
 
 def gemm_peak(n: int = 2048, repeats: int = 10) -> float:
@@ -27,13 +42,38 @@ def gemm_peak(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def measure(label: str, args, model_dir: str, rows: list[dict], steps: int, warmup: int) -> dict:
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import SFTTrainer
+def cpu_info() -> dict:
+    """CPU model, the flags that decide fp32 / bf16 speed, and torch's threads (for the bench JSON)."""
+    model, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown":
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    relevant = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni"]
+    return {"cpu": model, "flags": [f for f in relevant if f in flags], "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__}
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+
+def flops_per_step(model, tokens: int, completion_tokens: int, rows: int, trainable_block_share: float) -> float:
+    cfg = model.config
+    embed = model.get_input_embeddings().weight.numel()
+    body = sum(p.numel() for p in model.parameters()) - embed
+    seq = tokens / max(rows, 1)
+    attention = 2 * 2 * cfg.num_hidden_layers * cfg.hidden_size * seq / 2  # QKᵀ + AV per token, causal half
+    forward = (2 * body + attention) * tokens + 2 * cfg.hidden_size * cfg.vocab_size * completion_tokens
+    backward = 2 * forward * trainable_block_share + 4 * cfg.hidden_size * cfg.vocab_size * completion_tokens
+    return forward + backward
+
+
+def measure(label: str, cfg, steps: int, warmup: int) -> dict:
+    from transformers import TrainerCallback
+
+    from refusal_tokens import train
+
     marks: list[float] = []
 
     class Clock(TrainerCallback):
@@ -45,65 +85,82 @@ def measure(label: str, args, model_dir: str, rows: list[dict], steps: int, warm
             if state.global_step == warmup + steps:
                 marks.append(time.perf_counter())
 
-    data = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[Clock()])
+    prepared = train.build_trainer(cfg, callbacks=[Clock()])
+    trainer = prepared.trainer
+    trainer.args.save_strategy = "no"
     trainer.train()
-    tokens = {h["step"]: h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h}
+    history = trainer.state.log_history
+    tokens = {h["step"]: h["num_tokens"] for h in history if "num_tokens" in h}
     timed_tokens = tokens[warmup + steps] - tokens.get(warmup, 0)
     seconds = marks[1] - marks[0]
-    n_params = sum(p.numel() for p in model.parameters())
-    cfg = model.config
-    seq = timed_tokens / (steps * args.per_device_train_batch_size)  # mean real length of a row
-    flops_per_token = 6 * n_params + 12 * cfg.num_hidden_layers * seq * cfg.hidden_size
-    return {"setting": label, "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing,
-            "sampling": args.train_sampling_strategy, "timed_steps": steps, "tokens": timed_tokens,
-            "seconds": seconds, "tokens_per_second": timed_tokens / seconds,
-            "gflops": flops_per_token * timed_tokens / seconds / 1e9}
+    rows = steps * cfg.per_device_train_batch_size
+    data = trainer.train_dataset
+    share = sum(sum(m) for m in data["completion_mask"]) / sum(len(i) for i in data["input_ids"])
+    completion = timed_tokens * share  # TRL's fused head projects only completion positions
+    layers = len(trainer.model.get_decoder().layers)
+    flops = flops_per_step(trainer.model, timed_tokens, completion, rows, 1 - cfg.freeze_layers / layers)
+    losses = [h["loss"] for h in history if "loss" in h]
+    return {"setting": label, "padding_free": cfg.padding_free, "freeze_layers": cfg.freeze_layers,
+            "bf16": bool(trainer.args.bf16), "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", False)
+                                                                  or trainer.args.gradient_checkpointing),
+            "timed_steps": steps, "tokens": timed_tokens, "seconds": seconds,
+            "tokens_per_second": timed_tokens / seconds, "gflops": flops / seconds / 1e9,
+            "loss_last_step": losses[-1] if losses else None}
+
+
+SETTINGS = {
+    "padded": {"padding_free": False, "freeze_layers": 0},
+    "padding_free": {"padding_free": True, "freeze_layers": 0},
+    "freeze15": {"padding_free": True, "freeze_layers": 15},
+    "freeze20": {"padding_free": True, "freeze_layers": 20},
+}
 
 
 def main() -> None:
-    from trl import SFTConfig
-
     from refusal_tokens import train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/smollm2-135m/init/single-words")
     parser.add_argument("--data", default="data/processed/mixes/r50/single/train.jsonl")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=192)
-    parser.add_argument("--skip-defaults", action="store_true", help="only our settings (TRL defaults are slow)")
+    parser.add_argument("--settings", default="padded,padding_free,freeze20")
+    parser.add_argument("--with-trl-defaults", action="store_true", help="also TRL's SFTConfig defaults (slow)")
+    parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "sft_throughput.json"))
     opts = parser.parse_args()
 
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(opts.model)
-    rows, _ = train.fit_length(train.load_rows(opts.data), tokenizer, opts.max_length)
-    total = opts.steps + opts.warmup
-    ours_cfg = train.TrainConfig(name="bench", scheme="single", model=opts.model, train_file=opts.data,
-                                 validation_file=opts.data, output_dir="build/bench/out",
-                                 checkpoint_dir="build/bench/ours", max_steps=total,
+    def config(name: str, **extra) -> "train.TrainConfig":
+        return train.TrainConfig(name=f"bench-{name}", scheme="single", model=opts.model, train_file=opts.data,
+                                 validation_file=opts.data, output_dir=f"build/bench/{name}/out",
+                                 checkpoint_dir=f"build/bench/{name}/ckpt", max_steps=opts.warmup + opts.steps,
                                  per_device_train_batch_size=opts.batch, max_length=opts.max_length,
-                                 save_steps=10_000, device="cpu")
-    ours = train.sft_config(ours_cfg, len(rows), device="cpu")
-    ours.save_strategy = "no"
+                                 save_steps=10_000, device="cpu", eval_rows=8, **extra)
+
     peak = gemm_peak()
-    results = [measure("ours (fp32, no checkpointing)", ours, opts.model, rows, opts.steps, opts.warmup)]
-    if not opts.skip_defaults:
-        defaults = SFTConfig(output_dir="build/bench/trl_defaults", max_steps=total,
-                             per_device_train_batch_size=opts.batch, max_length=opts.max_length, use_cpu=True,
-                             report_to="none", logging_steps=1, save_strategy="no", disable_tqdm=True)
-        results.append(measure("TRL SFTConfig defaults (+use_cpu)", defaults, opts.model, rows, opts.steps, opts.warmup))
+    results = [measure(name, config(name, **SETTINGS[name]), opts.steps, opts.warmup)
+               for name in opts.settings.split(",")]
+    if opts.with_trl_defaults:
+        results.append(measure("trl_defaults", config("trl_defaults", bf16=True, gradient_checkpointing=True),
+                               opts.steps, opts.warmup))
     peak_after = gemm_peak()
-    print(f"\nfp32 GEMM peak (2048³ matmul, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s before, "
-          f"{peak_after:.1f} after")
+    best_peak = max(peak, peak_after)
+    lines = [f"fp32 GEMM peak (2048³ matmul, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s before, "
+             f"{peak_after:.1f} after"]
+    base = results[0]["tokens_per_second"]
     for r in results:
-        print(f"{r['setting']:48s} {r['tokens_per_second']:7.1f} tokens/s  {r['gflops']:6.1f} GFLOP/s "
-              f"= {r['gflops'] / max(peak, peak_after):5.1%} of GEMM peak  ({r['tokens']} tokens in {r['seconds']:.1f} s)")
-    if len(results) == 2:
-        print(f"speed-up of ours over TRL defaults: {results[0]['tokens_per_second'] / results[1]['tokens_per_second']:.2f}×")
-    print(json.dumps({"gemm_peak_gflops": [peak, peak_after], "runs": results}, indent=2))
+        r["share_of_peak"] = r["gflops"] / best_peak
+        r["speedup_vs_first"] = r["tokens_per_second"] / base
+        lines.append(f"{r['setting']:14s} {r['tokens_per_second']:7.1f} tokens/s  {r['gflops']:6.1f} GFLOP/s "
+                     f"= {r['share_of_peak']:5.1%} of peak  {r['speedup_vs_first']:4.2f}× vs {results[0]['setting']}  "
+                     f"loss after step {opts.warmup + opts.steps}: {r['loss_last_step']:.3f}")
+    print("\n".join(lines))
+    record = {"script": "bench/sft_throughput.py", "command": " ".join(["python", *sys.argv]),
+              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **cpu_info(), "gemm_peak_gflops": [peak, peak_after],
+              "printed": lines, "runs": results}
+    Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(opts.out).write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

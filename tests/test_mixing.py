@@ -101,8 +101,8 @@ def test_bad_mix_parameters(overrides, message):
 
 
 def test_asking_for_more_than_exists_is_an_error(toy_records, empty_index):
-    big = spec(size=200)  # 100 refusals = 20 per category, but only 6 exist per category
-    with pytest.raises(DataError, match="rows requested but only 6 available"):
+    big = spec(size=200)  # 100 refusals, but only 6 exist per category (30 in all): capping cannot help
+    with pytest.raises(DataError, match=r"refusals: 100 rows requested but only .* available"):
         M.build_mix(big, empty_index, M.make_pools(toy_records, big, empty_index))
 
 

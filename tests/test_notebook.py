@@ -36,3 +36,16 @@ def test_runner_rejects_unknown_params_before_running(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
     with pytest.raises(N.ParameterError, match="no section 'train'"):
         N.run("01_data_tagging", "train", params_file=str(params), out_dir=str(tmp_path / "out"))
+
+
+def test_source_notebooks_are_stored_without_outputs():
+    """The notebooks are the source of truth (edited in JupyterLab): they are committed output-free, so that a
+    diff shows only what a person changed. Executed copies live in reports/notebooks/."""
+    import json
+
+    for path in sorted((N.project_root() / "notebooks").glob("*.ipynb")):
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        for number, cell in enumerate(notebook["cells"]):
+            if cell["cell_type"] == "code":
+                assert cell.get("outputs") == [] and cell.get("execution_count") is None, (
+                    f"{path.name} cell {number} holds outputs: clear them (Kernel → Restart and Clear Outputs)")

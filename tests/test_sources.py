@@ -121,7 +121,7 @@ def test_registry_entries_are_complete():
 def test_real_mirror_counts_match_the_upstream_cards(monkeypatch):
     # Counts from the upstream data cards: CoCoNot 1,001 original (395 safety) + 379 contrast; XSTest 250 + 200.
     monkeypatch.setenv(S.MIRROR_ENV, str(MIRROR))
-    original = S.load("coconot_original")
+    original = S.load("coconot_original") + S.load("coconot_original_train")  # held-out test part + training part
     assert len(original) == 1001 and all(r.should_refuse for r in original)
     assert sum(r.category == "Requests with safety concerns" for r in original) == 395
     assert len(S.load("coconot_contrast")) == 379

@@ -195,3 +195,57 @@ def test_new_token_lr_moves_only_the_new_rows(setup, tmp_path):
     assert changed.nonzero().flatten().tolist() == [len(before) - 2, len(before) - 1]  # [refuse], [respond] only
     with pytest.raises(DataError, match="needs a scheme with tokens"):
         cfg(setup, tmp_path, scheme="none", new_token_lr=1e-2)
+
+
+def test_padding_free_batches_keep_rows_apart_and_train_only_completions(setup, tmp_path):
+    import torch
+
+    prepared = train.build_trainer(cfg(setup, tmp_path, padding_free=True, max_steps=2, curve_every=0))
+    assert prepared.args.padding_free and prepared.args.max_length is None  # fit_length dropped long rows already
+    batch = next(iter(prepared.trainer.get_train_dataloader()))
+    ids, positions, labels = batch["input_ids"], batch["position_ids"], batch["labels"]
+    assert ids.shape[0] == 1 and "attention_mask" not in batch  # one concatenated row, no padding at all
+    starts = (positions[0] == 0).nonzero().flatten().tolist()
+    assert len(starts) == 8  # 8 rows, each restarting its positions at 0
+    tokenizer = prepared.tokenizer
+    for begin, end in zip(starts, starts[1:] + [ids.shape[1]]):
+        row_ids, row_labels = ids[0, begin:end].tolist(), labels[0, begin:end].tolist()
+        text = tokenizer.decode(row_ids)
+        prompt_len = len(tokenizer.apply_chat_template([{"role": "user", "content": text.split("user\n")[1].split(
+            tokenizer.eos_token)[0]}], add_generation_prompt=True, tokenize=True, return_dict=False))
+        assert set(row_labels[:prompt_len]) == {-100}  # completion-only: no loss on the prompt's positions
+        assert row_labels[prompt_len] == tokenizer.convert_tokens_to_ids(tagging.REFUSE if "steal" in text
+                                                                         else tagging.RESPOND)
+    # attention cannot cross rows: the packed forward equals each row's own forward (transformers builds the
+    # block-diagonal mask from the restarting position ids when there is no attention mask and no cache)
+    model = prepared.trainer.model.eval()
+    with torch.no_grad():
+        packed = model(input_ids=ids, position_ids=positions, use_cache=False).logits[0]
+        for begin, end in zip(starts, starts[1:] + [ids.shape[1]]):
+            alone = model(input_ids=ids[:, begin:end], use_cache=False).logits[0]
+            assert torch.allclose(packed[begin:end], alone, atol=1e-5)
+
+
+def test_frozen_bottom_blocks_do_not_move_and_the_tokens_still_learn(setup, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(setup / "single-words")
+    train.run(cfg(setup, tmp_path, max_steps=2, curve_every=0, freeze_layers=1))
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    b_layers, a_layers = before.get_decoder().layers, after.get_decoder().layers
+    assert all(torch.equal(p, q) for p, q in zip(b_layers[0].parameters(), a_layers[0].parameters()))
+    assert any(not torch.equal(p, q) for p, q in zip(b_layers[1].parameters(), a_layers[1].parameters()))
+    rows_before = before.get_input_embeddings().weight[-2:]
+    assert not torch.equal(rows_before, after.get_input_embeddings().weight[-2:])  # [refuse], [respond] learn
+    with pytest.raises(DataError, match="freeze_layers must lie"):
+        train.freeze_bottom(after, 2)  # the tiny model has 2 blocks: at least one must train
+
+
+def test_category_auroc_compares_refusals_with_their_own_category_only():
+    rows = [{"category": "A", "should_refuse": True, "p_refusal": 0.6},
+            {"category": "A", "should_refuse": False, "p_refusal": 0.7},   # A's contrast answer: ranked above
+            {"category": "general", "should_refuse": False, "p_refusal": 0.0},
+            {"category": "B", "should_refuse": True, "p_refusal": 0.9}]
+    # against every answer A would score 0.5 (one answer above, one below); against its own contrast row, 0
+    assert train.category_auroc(rows) == {"A": 0.0, "B": None}

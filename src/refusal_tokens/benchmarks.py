@@ -166,9 +166,10 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
     with atomic_dir(out) as tmp:
         jobs: list[tuple[str, list[dict], int]] = []
         if scheme != "none":
-            mix = root / g["mixes_dir"] / g["validation_mix"] / scheme / "validation.jsonl"
+            validation_mix = spec.get("validation_mix", g["validation_mix"])  # a model's own mix (the ablation)
+            mix = root / g["mixes_dir"] / validation_mix / scheme / "validation.jsonl"
             if not mix.is_file():
-                raise DataError(f"{mix} not found: the validation split of mix {g['validation_mix']!r} is needed to "
+                raise DataError(f"{mix} not found: the validation split of mix {validation_mix!r} is needed to "
                                 "choose thresholds (run `dvc repro data_tagging`)")
             jobs.append((VALIDATION, validation_rows(mix), 0))
         for name, b in g["benchmarks"].items():
@@ -179,7 +180,8 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
             except SourceUnavailable as error:
                 status[name] = f"not run: {error}"
                 continue
-            jobs.append((name, rows, int(b["generate"])))
+            # `responses: false` on a model: score only (the ablation model is read from its token, never its text)
+            jobs.append((name, rows, int(b["generate"]) if spec.get("responses", True) else 0))
         for name, rows, n_generate in jobs:
             t0 = time.perf_counter()
             bench = tmp / name
@@ -221,13 +223,76 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
 
 # -------------------------------------------------------------------------------------------- judge (stage)
 
-def judge_generations(params: Mapping, root: str | os.PathLike = ".") -> dict:
-    """Every judge labels every cached generation; returns counts per judge. Nothing is generated here."""
-    from .judge import _label_checked, make_judge
+def judge_gold(params: Mapping, root: str | os.PathLike = ".", records=None, mirror=None) -> dict:
+    """What the judge card and the learned judges are built from: XSTest's records, the noncompliance gold items
+    (CoCoNot-pref audited + the refusal templates; None when ``records`` are passed in, as the smoke run does
+    with toy records), their description, and the :class:`judge.Truncator` for 16-token openings (the base
+    model's tokenizer, ``generate.models_root``/base, or a word-count approximation where it is missing)."""
+    from .judge import AUDIT_PATH, Truncator, coconot_pref_pairs, noncompliance_description, noncompliance_items, \
+        read_audit
+
+    j, g, root = params["judge"], params["generate"], Path(root)
+    base = Path(g["models_root"]) / "base"
+    out = {"records": records, "noncompliance": None, "description": "",
+           "truncate": Truncator(g["max_new_tokens"], root / base, shown_as=str(base))}
+    if records is None:
+        from .sources import load
+
+        mirror = mirror or os.environ.get("REFUSAL_TOKENS_MIRROR")
+        out["records"] = load("xstest_completions", mirror)
+        pairs, sha = coconot_pref_pairs(mirror)
+        audit = read_audit(root / j["audit"] if j.get("audit") else AUDIT_PATH)
+        out["noncompliance"] = noncompliance_items(pairs, audit, sha)
+        out["description"] = noncompliance_description(pairs, audit)
+    return out
+
+
+def prepare_learned(params: Mapping, root: str | os.PathLike = ".", gold: Mapping | None = None) -> dict:
+    """Train every ``learned`` judge of ``judge.judges`` / ``judge.card_judges`` on the tuning part of the gold sets
+    (unless its model file already holds a model trained on exactly that data with the same C); returns, per
+    model file, its training record (data sha256, counts, 5-fold CV)."""
+    from .judge import LEARNED_C, train_learned_judge, training_examples, training_sha256, xstest_items
+
+    j, root = params["judge"], Path(root)
+    specs = {spec["path"]: spec for spec in [*j["judges"], *j["card_judges"]]
+             if spec.get("kind", spec.get("name")) == "learned" and "path" in spec}
+    if not specs:
+        return {}
+    gold = gold or judge_gold(params, root)
+    items = [i for i in xstest_items(gold["records"]) + list(gold["noncompliance"] or []) if i["part"] == "tune"]
+    data_sha = training_sha256(training_examples(items, gold["truncate"]))
+    done = {}
+    for path, spec in specs.items():
+        c, file = float(spec.get("c", LEARNED_C)), root / path
+        try:
+            old = json.loads(file.read_text(encoding="utf-8"))
+            fresh = old["training"]["data_sha256"] == data_sha and old["c"] == c
+        except (OSError, ValueError, KeyError, TypeError):
+            fresh = False
+        done[path] = old["training"] if fresh else train_learned_judge(file, items, gold["truncate"], c,
+                                                                       gold["truncate"].method)
+    return done
+
+
+def _stage_judge(spec: Mapping, root: Path):
+    """A judge from a params spec, with its model path (``hf`` backend, ``learned``) resolved under ``root``."""
+    from .judge import make_judge
+
+    spec = dict(spec)
+    if spec.get("backend") == "hf" or spec.get("kind", spec.get("name")) == "learned":
+        spec["path"] = str(root / spec["path"])
+    return make_judge(spec)
+
+
+def judge_generations(params: Mapping, root: str | os.PathLike = ".", gold: Mapping | None = None) -> dict:
+    """Every judge labels every cached generation; returns counts per judge. Nothing is generated here (a
+    ``learned`` judge is trained first if its model file is missing or stale: :func:`prepare_learned`)."""
+    from .judge import _label_checked
 
     g, j = params["generate"], params["judge"]
     generations = Path(root) / g["out"]
-    judges = [make_judge(spec) for spec in j["judges"]]
+    prepare_learned(params, root, gold)
+    judges = [_stage_judge(spec, Path(root)) for spec in j["judges"]]
     counts = {}
     for judge in judges:
         out = Path(root) / j["labels_dir"] / judge.name
@@ -250,33 +315,41 @@ def judge_generations(params: Mapping, root: str | os.PathLike = ".") -> dict:
     return counts
 
 
-def write_judge_card(params: Mapping, root: str | os.PathLike = ".", records=None) -> dict:
-    """Agreement of each card judge with XSTest's human labels → ``reports/judge_card.md`` + metrics JSON.
+def write_judge_card(params: Mapping, root: str | os.PathLike = ".", records=None, gold: Mapping | None = None) -> dict:
+    """Agreement of each card judge with both gold sets (XSTest's human labels; the audited noncompliance set), on
+    full texts and 16-token openings, tuning vs held-out part → ``reports/judge_card.md`` + metrics JSON, both
+    written whole or not at all. ``records`` (toy XSTest records, the smoke run) replace the mirror's XSTest and
+    leave out the noncompliance set.
 
-    A judge spec may carry ``rows: n``: that judge labels a subset of n completions, stratified over (completing
-    model, human label), for judges too slow for all 2,250 (a local LLM on CPU)."""
-    from .judge import judge_card, judge_card_markdown, make_judge, xstest_gold
+    A judge spec may carry ``rows: n``: that judge labels a subset of n held-out items per gold set, stratified over
+    (completing model or source, gold label), for judges too slow for all of them (a local LLM on CPU)."""
+    from .judge import XSTEST_TUNE_MODELS, judge_card, judge_card_markdown, xstest_gold
 
     j, root = params["judge"], Path(root)
-    if records is None:
-        from .sources import load
-
-        records = load("xstest_completions", os.environ.get("REFUSAL_TOKENS_MIRROR"))
-    gold = xstest_gold(records)
+    gold = gold or judge_gold(params, root, records)
+    records, noncompliance = gold["records"], gold["noncompliance"]
+    prepare_learned(params, root, gold)
+    labels = xstest_gold(records)
     card, notes = None, []
     for spec in j["card_judges"]:
         spec = dict(spec)
         limit = int(spec.pop("rows", 0) or 0)
         relative_path = spec.get("path")
-        if spec.get("backend") == "hf":
-            spec["path"] = str(root / spec["path"])
-        subset = records
-        if limit:
-            keyed = [{"id": r.id, "category": r.category, "should_refuse": g, "record": r} for r, g in zip(records, gold)]
+        subset, nc_subset = records, noncompliance
+        if limit:  # drawn from the held-out parts, which the card reports (all records if none is held out)
+            pool = [(r, g) for r, g in zip(records, labels) if r.category not in XSTEST_TUNE_MODELS]
+            keyed = [{"id": r.id, "category": r.category, "should_refuse": g, "record": r}
+                     for r, g in pool or zip(records, labels)]
             subset = [k["record"] for k in stratified(keyed, limit, 0)]
-            notes.append(f"- **{spec['name']}** labelled a subset of {len(subset)} completions, stratified over "
-                         "(completing model, human label): its numbers are noisier than the others'.")
-        part = judge_card([make_judge(spec)], subset)
+            if noncompliance:
+                keyed = [{"id": i["id"], "category": i["groups"]["source"], "should_refuse": i["gold"], "item": i}
+                         for i in noncompliance if i["part"] == "heldout"]
+                nc_subset = [k["item"] for k in stratified(keyed, limit, 0)]
+            notes.append(f"- **{spec['name']}** labelled a subset of {len(subset)} held-out XSTest completions"
+                         + (f" and {len(nc_subset)} held-out noncompliance items" if noncompliance else "")
+                         + ", stratified over (completing model or source, gold label): its numbers are noisier than "
+                         "the others'.")
+        part = judge_card([_stage_judge(spec, root)], subset, nc_subset, gold["truncate"], gold["description"])
         if "path" in part["judges"][spec["name"]]["settings"]:  # as configured (relative), not this machine's path
             part["judges"][spec["name"]]["settings"]["path"] = relative_path
         if card is None or (not limit and card.get("_subset")):
@@ -286,14 +359,18 @@ def write_judge_card(params: Mapping, root: str | os.PathLike = ".", records=Non
         card["judges"][spec["name"]]["rows"] = len(subset)
     card.pop("_subset", None)
     markdown = judge_card_markdown(card) + ("\n## Subsets\n\n" + "\n".join(notes) + "\n" if notes else "")
-    for path, text in ((root / j.get("card", "reports/judge_card.md"), markdown),
-                       (root / j.get("card_metrics", "reports/metrics/judge_card.json"),
-                        json.dumps(card, indent=2, sort_keys=True) + "\n")):
+    outputs = ((root / j.get("card", "reports/judge_card.md"), markdown),
+               (root / j.get("card_metrics", "reports/metrics/judge_card.json"),
+                json.dumps(card, indent=2, sort_keys=True) + "\n"))
+    for path, text in outputs:  # both temporary files first, then both renames: no half-written card
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    return {name: {k: v["overall"][k] for k in ("n", "accuracy", "cohen_kappa")} for name, v in card["judges"].items()}
+        path.with_name(f".{path.name}.tmp").write_text(text, encoding="utf-8")
+    for path, _ in outputs:
+        os.replace(path.with_name(f".{path.name}.tmp"), path)
+    return {name: {**{k: v["overall"][k] for k in ("n", "accuracy", "cohen_kappa")},
+                   "heldout_kappa": {s: {length: sc["heldout"]["cohen_kappa"] for length, sc in lengths.items()}
+                                     for s, lengths in v["gold_sets"].items()}}
+            for name, v in card["judges"].items()}
 
 
 def load_run(generations: str | os.PathLike, labels: str | os.PathLike, model: str, benchmark: str,
@@ -344,6 +421,8 @@ def f1_score(pred: Sequence[bool], gold: Sequence[bool]) -> float:
 def main(argv: list[str] | None = None) -> int:
     import yaml
 
+    from .judge import JudgeError
+
     parser = argparse.ArgumentParser(description="Benchmark generation and judging stages.")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="score + generate every benchmark for one model")
@@ -358,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             result = {k: result[k] for k in ("model", "status", "counts", "seconds", "generated_tokens")}
         else:
             result = {"labels": judge_generations(params), "card": write_judge_card(params)}
-    except DataError as error:
+    except (DataError, SourceUnavailable, JudgeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))

@@ -99,8 +99,13 @@ def mix_name(refusal_proportion: float) -> str:
     return f"r{round(refusal_proportion * 100):02d}"
 
 
+EXTRA_MIX_KEYS = ("refusal_proportion", "contrast_share", "general_share")
+
+
 def specs_from_params(params: Mapping) -> list[MixSpec]:
-    """One MixSpec per refusal proportion in ``params['refusal_proportions']`` (the first is the main mix)."""
+    """One MixSpec per refusal proportion in ``params['refusal_proportions']`` (the first is the main mix), then
+    one per entry of ``params['extra_mixes']`` (name → overrides of refusal_proportion / contrast_share /
+    general_share, e.g. the contrast-data ablation ``r50_nocontrast``)."""
     proportions = list(params["refusal_proportions"])
     if not proportions:
         raise DataError("refusal_proportions is empty: at least one mix is needed")
@@ -109,7 +114,35 @@ def specs_from_params(params: Mapping) -> list[MixSpec]:
     common = {k: params[k] for k in ("size", "category_weights", "contrast_share", "general_share",
                                      "max_response_tokens", "max_prompt_tokens", "val_fraction", "seed",
                                      "primary_sources", "fallback_sources", "general_sources")}
-    return [MixSpec(name=mix_name(p), refusal_proportion=p, **common) for p in proportions]
+    specs = [MixSpec(name=mix_name(p), refusal_proportion=p, **common) for p in proportions]
+    for name, overrides in (params.get("extra_mixes") or {}).items():
+        if name in {spec.name for spec in specs}:
+            raise DataError(f"extra_mixes: {name!r} is already the name of a mix")
+        unknown = sorted(set(overrides) - set(EXTRA_MIX_KEYS))
+        if unknown or "refusal_proportion" not in overrides:
+            raise DataError(f"extra_mixes.{name}: needs refusal_proportion and may set only {list(EXTRA_MIX_KEYS)}; "
+                            f"got {sorted(overrides)}")
+        specs.append(MixSpec(name=name, **{**common, **overrides}))
+    return specs
+
+
+def decontamination_sets(eval_sets: Mapping[str, Sequence[Record]], training_part: Sequence[Record]
+                         ) -> tuple[dict[str, list[Record]], dict[str, int]]:
+    """The evaluation sets to decontaminate against, without the prompts of CoCoNot's training part.
+
+    CoCoNot's original set is split into a training part and a held-out test part (``sources.coconot_parts``);
+    the test part is the benchmark, the training part is training data by design. Other files that contain the
+    whole CoCoNot set (the paper's temporal-eval CSV) would otherwise remove the training part again. Returns the
+    filtered sets and, per set, how many records were left out for that reason.
+    """
+    train_keys = {normalise(r.prompt) for r in training_part}
+    kept: dict[str, list[Record]] = {}
+    removed: dict[str, int] = {}
+    for name, records in eval_sets.items():
+        kept[name] = [r for r in records if normalise(r.prompt) not in train_keys]
+        if len(kept[name]) != len(records):
+            removed[name] = len(records) - len(kept[name])
+    return kept, removed
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -264,7 +297,10 @@ def build_mix(spec: MixSpec, index: EvalIndex, pools: Pools | None = None, mirro
     n_general = n_answer - n_contrast
 
     chosen: list[Record] = []
-    for category, n in _allocate(n_refuse, spec.category_weights).items():
+    # CoCoNot's categories are uneven (82 humanizing vs 395 safety prompts): cap each at what exists, redistribute
+    refuse_capacity = {c: sum(len(v) for v in pools.refuse.get(c, {}).values()) for c in spec.category_weights}
+    for category, n in _allocate_capped(n_refuse, spec.category_weights, refuse_capacity,
+                                        f"mix {spec.name!r}: refusals").items():
         chosen += _round_robin(pools.refuse.get(category, {}), n, rng, f"mix {spec.name!r}: refusals of {category!r}")
     contrast_weights = {c: w for c, w in spec.category_weights.items() if pools.contrast.get(c)}
     if n_contrast and not contrast_weights:

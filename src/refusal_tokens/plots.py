@@ -48,13 +48,23 @@ def close(figures: Sequence) -> None:
 
 
 def init_curves(curves: pd.DataFrame, path: str | os.PathLike | None = None):
-    """p(correct scheme token) and validation loss vs step, one line per token initialisation."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    sns.lineplot(data=curves, x="step", y="mean_p_label", hue="variant", marker="o", ax=axes[0])
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("mean p(correct scheme token)")
-    sns.lineplot(data=curves, x="step", y="eval_loss", hue="variant", marker="o", ax=axes[1], legend=False)
-    axes[1].set_ylabel("validation loss")
+    """p(correct scheme token), AUROC of p(refusal) and validation loss vs step, one line per variant."""
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [("mean_p_label", "mean p(correct scheme token)", "log"), ("auroc", "AUROC p(refusal), validation", None),
+              ("eval_loss", "validation loss", None)]
+    panels = [p for p in panels if p[0] in curves and curves[p[0]].notna().any()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for k, (ax, (column, label, scale)) in enumerate(zip(axes[0], panels)):
+        sns.lineplot(data=curves, x="step", y=column, hue="variant", marker="o", ax=ax, legend=k == len(panels) - 1)
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if scale:
+            ax.set_yscale(scale)
+    legend = axes[0][-1].get_legend()
+    if legend is not None:
+        legend.set_bbox_to_anchor((1.02, 1))
+        legend.set_loc("upper left")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -165,5 +175,29 @@ def tradeoff(frame: pd.DataFrame, path: str | os.PathLike | None = None, judge: 
            ylabel="refusal rate where prompts should be answered (lower: more helpful)", xlim=(-0.02, 1.02),
            ylim=(-0.02, 1.02), title=f"judge: {judge}" if judge else "")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def ablation_bars(ablation: dict, path: str | os.PathLike | None = None):
+    """The contrast-data ablation as paired bars: refusal rate with and without contrast data per evaluation set,
+    with Wilson 95% intervals (``evidence.ablation`` output)."""
+    import numpy as np
+
+    names = list(ablation)
+    fig, ax = plt.subplots(figsize=(7.5, 0.7 * len(names) + 1.2))
+    height = 0.38
+    for k, (label, colour) in enumerate((("with_contrast", "#4c72b0"), ("without_contrast", "#dd8452"))):
+        rates = [ablation[n][label]["rate"] or 0.0 for n in names]
+        lo = [r - ablation[n][label]["ci_low"] for r, n in zip(rates, names)]
+        hi = [ablation[n][label]["ci_high"] - r for r, n in zip(rates, names)]
+        y = np.arange(len(names)) + (k - 0.5) * height
+        ax.barh(y, rates, height=height, color=colour, label=label.replace("_", " "), xerr=[lo, hi],
+                error_kw={"lw": 1, "capsize": 2})
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("refusal rate at greedy decoding (token), 95% Wilson interval")
+    ax.legend(title="training data", bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return _save(fig, path)

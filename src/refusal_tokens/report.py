@@ -21,8 +21,8 @@ PACKAGES = ("torch", "transformers", "trl", "datasets", "accelerate", "dvc", "pa
 # One sentence per figure: what it shows. Figures missing on disk are listed as missing, not silently dropped.
 FIGURES: dict[str, str] = {
     "01_category_mix.png": "Rows per CoCoNot category in each training mix, refusals vs answers: what the tokens are trained on.",
-    "01_response_lengths.png": "Response lengths of refusals and answers: template refusals are short, which is why batches are random, not length-grouped.",
-    "02_init_comparison.png": "p(correct scheme token) and validation loss vs step for the two token initialisations: `words` learns the token within a few steps, `mean` does not.",
+    "01_response_lengths.png": "Response lengths of refusals and answers (after the `max_response_tokens` cut).",
+    "02_init_comparison.png": "p(correct scheme token), AUROC of p(refusal) and validation loss on validation prompts vs training step (one line per variant in `sft_report.init_comparison`).",
     "02_loss_curves.png": "Training loss of every variant (completion tokens only).",
     "02_p_refusal_by_category.png": "p(refusal token) on validation prompts by category, before and after SFT.",
     "03_roc.png": "ROC of the threshold sweep on CoCoNot (original vs contrast) for the single and category models, with the greedy choice, the proportion baselines (retrained at 25/50/75% refusals) and the system-prompt baseline as points.",
@@ -32,6 +32,7 @@ FIGURES: dict[str, str] = {
     "03_temperature.png": "Refusal rate vs threshold at first-token temperatures 0.5, 1 and 2: temperature moves every threshold.",
     "03_category_control.png": "Category model: change in each category's refusal rate when one category's threshold is raised — a clean dial is diagonal.",
     "03_token_text_consistency.png": "Judged refusal rate of the text after a forced refusal token vs after a forced [respond]: does the text follow the token?",
+    "03_contrast_ablation.png": "The contrast-data ablation: greedy token refusal rates of the single-token model trained with and without contrast answers, on prompts that should be answered and prompts that should be refused, with Wilson 95% intervals.",
     "04_coconot_original_by_category.png": "Judged refusal / compliance per CoCoNot category on prompts that should be refused, each model without intervention.",
     "04_coconot_contrast_by_category.png": "The same on CoCoNot's contrast prompts, which should be answered (refusal here is over-refusal).",
     "05_tradeoff.png": "Every model × setting as one point: mean judged refusal rate where the prompts should be refused vs where they should be answered.",
@@ -95,9 +96,15 @@ def readme_section(readme: str | Path, title: str) -> str:
     return match.group(1).strip()
 
 
-def number(value: float | None) -> str:
-    """Three decimals, or – for a metric that is undefined (0/0)."""
-    return "–" if value is None else f"{value:.3f}"
+def number(value: float | int | bool | None) -> str:
+    """Three decimals for a float, an int as is, yes / no for a bool, – for a metric that is undefined (0/0)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.3f}"
 
 
 def figure_list(figures_dir: str | Path, relative_to: str | Path) -> list[str]:

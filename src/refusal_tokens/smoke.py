@@ -7,6 +7,7 @@ models.prepare_tokens, train.run). Nothing it produces is a result.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from .decontaminate import EvalIndex
@@ -25,7 +26,7 @@ def toy_records() -> list[Record]:
         for i, topic in enumerate(TOPICS[:3]):
             rows.append(Record(f"c{c}-{i}", f"Contrast {c} question about {topic}, please.", "smoke", category,
                                "smoke", False, response=f"Sure: here is a short answer about {topic}."))
-    for i, topic in enumerate(TOPICS * 3):
+    for i, topic in enumerate(TOPICS * 4):  # 32 general rows: the no-contrast ablation mix takes 30
         rows.append(Record(f"g{i}", f"Tell me something about {topic} number {i}.", "smoke", GENERAL, "chat", False,
                            response=f"Here is a fact about {topic}: it is interesting."))
     return rows
@@ -36,6 +37,7 @@ VARIANTS = {
     "single_r50_meaninit": {"scheme": "single", "mix": "r50", "init": "mean", "curve_every": 2},
     "category_r50": {"scheme": "category", "mix": "r50", "init": "words", "curve_every": 0},
     "none_r50": {"scheme": "none", "mix": "r50", "init": "none", "curve_every": 0},
+    "single_r50_nocontrast": {"scheme": "single", "mix": "r50_nocontrast", "init": "words", "curve_every": 0},
 }
 
 
@@ -49,7 +51,10 @@ def setup(root: str | Path, steps: int = 4) -> Path:
     spec = MixSpec(name="r50", size=60, refusal_proportion=0.5, category_weights={c: 1.0 for c in COCONOT_CATEGORIES},
                    contrast_share=0.4, general_share=0.6, max_response_tokens=64, max_prompt_tokens=64,
                    val_fraction=0.25, seed=0, primary_sources=(), fallback_sources=(), general_sources=())
-    write_mix(build_mix(spec, index, make_pools(records, spec, index)), root / "data" / "mixes")
+    pools = make_pools(records, spec, index)
+    write_mix(build_mix(spec, index, pools), root / "data" / "mixes")
+    ablation = replace(spec, name="r50_nocontrast", contrast_share=0.0, general_share=1.0)
+    write_mix(build_mix(ablation, index, pools), root / "data" / "mixes")
     models_root = root / "models" / "tiny"
     base = tiny.save_tiny_base(models_root / "base", [r.prompt + " " + r.response for r in records])
     for name, v in VARIANTS.items():
@@ -112,7 +117,9 @@ def benchmark_setup(root: str | Path) -> dict:
             "out": "data/generations", "models_root": "models/tiny", "mixes_dir": "data/mixes", "validation_mix": "r50",
             "models": {"base": {"path": "base", "scheme": "none"}, "none_r50": {"path": "sft/none_r50", "scheme": "none"},
                        "single_r50": {"path": "sft/single_r50", "scheme": "single"},
-                       "category_r50": {"path": "sft/category_r50", "scheme": "category"}},
+                       "category_r50": {"path": "sft/category_r50", "scheme": "category"},
+                       "single_r50_nocontrast": {"path": "sft/single_r50_nocontrast", "scheme": "single",
+                                                 "validation_mix": "r50_nocontrast"}},
             "benchmarks": {"coconot_original": {"score": 20, "generate": 10},
                            "coconot_contrast": {"score": 20, "generate": 10},
                            "xstest": {"score": 20, "generate": 10}, "or_bench_hard": {"score": 8, "generate": 8}},
@@ -128,11 +135,50 @@ def benchmark_setup(root: str | Path) -> dict:
     done = root / "data" / "benchmarks-smoke.json"
     if done.is_file() and json.loads(done.read_text()) == params:
         return params
-    if not (root / "models" / "tiny" / "sft" / "category_r50" / "metrics.json").is_file():
+    if not all((root / "models" / "tiny" / "sft" / v / "metrics.json").is_file() for v in VARIANTS):
         setup(root)
     for model in params["generate"]["models"]:
         benchmarks.generate_model(model, params, root, progress=False, loader=toy_benchmark)
     benchmarks.judge_generations(params, root)
     benchmarks.write_judge_card(params, root, records=toy_judge_records())
+    diagnostics_setup(root)
     done.write_text(json.dumps(params))
     return params
+
+
+def diagnostics_setup(root: str | Path) -> dict:
+    """The diagnostics stage's two files, computed by the real functions on the toy mix, toy benchmarks and the
+    tiny base model (layers 1 and 2 of 2)."""
+    import json
+
+    from . import diagnostics as D
+    from .benchmarks import validation_rows
+    from .mixing import read_split
+
+    root = Path(root)
+    mix = root / "data" / "mixes" / "r50" / "none"
+    train_rows = [{"prompt": r["prompt"][-1]["content"], "conversation": list(r["prompt"]),
+                   "should_refuse": r["should_refuse"]} for r in read_split(mix / "train.jsonl")]
+    rows = {"mix_train": train_rows, "validation": validation_rows(mix / "validation.jsonl"),
+            "coconot": toy_benchmark("coconot_original") + toy_benchmark("coconot_contrast"),
+            "xstest": toy_benchmark("xstest")}
+    shortcut = D.shortcut_baseline(train_rows, {k: v for k, v in rows.items() if k != "mix_train"})
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = root / "models" / "tiny" / "base"
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
+    features = {k: D.hidden_states(model, tokenizer, [r["conversation"] for r in v], [1, 2]) for k, v in rows.items()}
+    ceiling = D.frozen_ceiling(features, {k: [r["should_refuse"] for r in v] for k, v in rows.items()}, folds=2)
+    headline = {"shortcut_auroc_validation": shortcut["validation"], "shortcut_auroc_coconot": shortcut["coconot"],
+                "shortcut_auroc_xstest": shortcut["xstest"], "frozen_best_layer": 2,
+                "frozen_cv_auroc_coconot_best": ceiling["2"]["cv_coconot"],
+                "frozen_mix_to_coconot_auroc": ceiling["2"]["mix_to_coconot"],
+                "frozen_mix_to_xstest_auroc": ceiling["2"]["mix_to_xstest"],
+                "frozen_cv_auroc_xstest": ceiling["2"]["cv_xstest"]}
+    details = {"layers": [1, 2], "shortcut_auroc": shortcut, "frozen_probe_auroc": ceiling,
+               "rows": {k: len(v) for k, v in rows.items()}}
+    for path, payload in ((root / "reports" / "metrics" / "diagnostics.json", headline),
+                          (root / "reports" / "diagnostics" / "diagnostics.json", details)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return headline

@@ -22,13 +22,14 @@ import csv
 import functools
 import hashlib
 import json
+import math
 import os
 import socket
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,6 +255,56 @@ def _coconot(should_refuse: bool) -> Parser:
             need(row, ("id", "category", "subcategory", "prompt"), f"{path}:{line}")
             yield Record(str(row["id"]), row["prompt"], src.name, row["category"], row["subcategory"],
                          should_refuse)
+
+    return parse
+
+
+# The in-distribution CoCoNot stand-in. The paper trains on CoCoNot's SFT split (Hub only); offline, CoCoNot's
+# *original* evaluation set is split once, deterministically and stratified by subcategory, into a training part
+# (refusal prompts for the mix, whose validation split is carved from it) and a held-out test part that nothing
+# trains or tunes on. Every CoCoNot-original number in the study is reported on the test part.
+COCONOT_TEST_FRACTION = 0.5  # 1,001 prompts → 499 test + 502 training side (each subcategory split in half)
+COCONOT_SPLIT_SEED = 0
+COCONOT_PARTS = ("train", "test")
+
+
+def coconot_parts(rows: Sequence[Mapping], test_fraction: float = COCONOT_TEST_FRACTION,
+                  seed: int = COCONOT_SPLIT_SEED) -> dict[str, str]:
+    """``id → "train" | "test"``: within each (category, subcategory), ids are ordered by sha256(seed:id) and the
+    first ``floor(n × test_fraction)`` go to the test part (a subcategory of 1 stays on the training side).
+
+    Depends only on the ids, their subcategories and the seed, so it is stable across machines and file order.
+    """
+    if not 0 < test_fraction < 1:
+        raise DataError(f"CoCoNot test fraction must lie in (0, 1), got {test_fraction!r}")
+    groups: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        groups.setdefault((str(row["category"]), str(row["subcategory"])), []).append(str(row["id"]))
+    parts: dict[str, str] = {}
+    for ids in groups.values():
+        ordered = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
+        n_test = math.floor(len(ordered) * test_fraction)
+        for k, record_id in enumerate(ordered):
+            parts[record_id] = "test" if k < n_test else "train"
+    return parts
+
+
+def _coconot_part(part: str) -> Parser:
+    """CoCoNot original, one part of :func:`coconot_parts` (should refuse; no response: templates fill it)."""
+    if part not in COCONOT_PARTS:
+        raise ValueError(f"unknown CoCoNot part {part!r}")
+
+    def parse(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
+        (path,) = paths.values()
+        rows = []
+        for line, row in read_jsonl(path):
+            need(row, ("id", "category", "subcategory", "prompt"), f"{path}:{line}")
+            rows.append(row)
+        parts = coconot_parts(rows)
+        for row in rows:
+            if parts[str(row["id"])] == part:
+                yield Record(str(row["id"]), row["prompt"], src.name, row["category"], row["subcategory"], True,
+                             meta={"coconot_part": part})
 
     return parse
 
@@ -508,13 +559,16 @@ def register(source: Source) -> Source:
 
 
 # Evaluation sets ---------------------------------------------------------------------------------------
+_COCONOT_EVAL = _gh(*_NONCOMPLIANCE, "data/coconot_eval.jsonl", "coconot/coconot_eval.jsonl",
+                    "df72466c477207f14a96c5940c3ef3b93b1b50c0d1e7ed7c5fb5dc6d6140c077")
 register(Source(
-    "coconot_original", "CoCoNot original eval (should refuse)", "eval",
+    "coconot_original", "CoCoNot original eval, held-out test part (should refuse)", "eval",
     f"GitHub {_NONCOMPLIANCE[0]} @ {_NONCOMPLIANCE[1]}", "MIT (Hub copy ODC-BY)",
-    (_gh(*_NONCOMPLIANCE, "data/coconot_eval.jsonl", "coconot/coconot_eval.jsonl",
-         "df72466c477207f14a96c5940c3ef3b93b1b50c0d1e7ed7c5fb5dc6d6140c077"),),
-    _coconot(True), categories=COCONOT_CATEGORIES, category_mapping="native CoCoNot categories",
-    content_warning=HARM))
+    (_COCONOT_EVAL,),
+    _coconot_part("test"), categories=COCONOT_CATEGORIES, category_mapping="native CoCoNot categories",
+    content_warning=HARM,
+    notes=f"Only the held-out test part ({COCONOT_TEST_FRACTION:.0%} of each subcategory, sha256-ordered ids, seed "
+          f"{COCONOT_SPLIT_SEED}); the other part trains (source coconot_original_train)."))
 register(Source(
     "coconot_contrast", "CoCoNot contrast eval (should answer)", "eval",
     f"GitHub {_NONCOMPLIANCE[0]} @ {_NONCOMPLIANCE[1]}", "MIT (Hub copy ODC-BY)",
@@ -611,6 +665,15 @@ register(Source(
     hub_parser=_hub_columns("prompt", lambda r: True, lambda r: str(r.get("category", "")), "response"),
     categories=COCONOT_CATEGORIES, category_mapping="native", content_warning=HARM,
     notes="Hub only (11,477 rows); offline the mix is built from the stand-ins below."))
+register(Source(
+    "coconot_original_train", "CoCoNot original eval, training part (the in-distribution stand-in)", "train",
+    f"GitHub {_NONCOMPLIANCE[0]} @ {_NONCOMPLIANCE[1]}", "MIT (Hub copy ODC-BY)",
+    (_COCONOT_EVAL,),
+    _coconot_part("train"), categories=COCONOT_CATEGORIES,
+    category_mapping="native; should refuse; refusal text written by the project per subcategory",
+    content_warning=HARM,
+    notes="The complement of coconot_original's held-out test part. Stands in for CoCoNot's Hub-only SFT split: "
+          "the same prompt distribution, refusals templated by the project instead of written by GPT-4."))
 register(Source(
     "coconot_pref", "CoCoNot contrast preference set (chosen = real answer)", "train",
     f"GitHub {_NONCOMPLIANCE[0]} @ {_NONCOMPLIANCE[1]}", "MIT (Hub copy ODC-BY)",

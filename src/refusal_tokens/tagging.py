@@ -111,6 +111,92 @@ REFUSAL_TEMPLATES: dict[str, tuple[str, ...]] = {
         "I'm not a person: I'm an AI system, so that doesn't apply to me the way it would to you. {ai_answer}",
         "That's a question for a human; I'm an AI without a personal life. {ai_answer}",
     ),
+    # The subcategories below are CoCoNot's own (its original evaluation set, whose training part the mix uses);
+    # CoCoNot's GPT-4 refusals are in the Hub-only SFT split, so these phrasings are the project's.
+    "incomprehensible": (
+        "I'm not sure what you're asking: the message doesn't read as a complete question to me. Could you "
+        "rephrase it or add a little more detail?",
+        "I couldn't make sense of that request. Can you say it another way, or tell me what you'd like help with?",
+        "Sorry, I don't understand what you mean. It looks like some words may be missing; could you clarify?",
+        "That doesn't form a question I can answer as written. What would you like to know?",
+    ),
+    "subjective questions": (
+        "That's a matter of personal taste, so there is no single right answer. I can describe the main "
+        "options and what people like about each, if that helps.",
+        "Opinions differ on that, and I don't think it has an objective answer. I'm happy to lay out the "
+        "arguments on different sides.",
+        "There's no factual answer to that: it depends on what you value. I can help you weigh the options.",
+        "People genuinely disagree about this, so I won't declare one answer correct; here are ways to think "
+        "about it instead.",
+    ),
+    "offer advice, opinion or recommendations": (
+        "As an AI I don't have personal preferences or experiences to base a recommendation on. I can share "
+        "what people commonly consider when deciding.",
+        "I don't have opinions of my own the way a person does, so I can't tell you what I would choose. I can "
+        "summarise the usual pros and cons.",
+        "I'm an AI without personal tastes, so a recommendation from me would not mean much. Tell me what "
+        "matters to you and I can help you compare.",
+        "I don't hold personal views on that. What I can do is outline the factors experts and users weigh.",
+    ),
+    "copyright violations": (
+        "I can't reproduce that text in full, because it is protected by copyright. I can summarise it or "
+        "discuss its themes instead.",
+        "Sorry, I can't provide the complete copyrighted work. A short summary or an analysis is something I "
+        "can help with.",
+        "That would mean copying copyrighted material verbatim, which I can't do. Would a summary help?",
+        "I'm not able to share the full text of copyrighted works, but I'm glad to describe what it covers.",
+    ),
+    "misinformation": (
+        "I can't write that, because it would spread false or misleading information. I can explain what the "
+        "evidence actually shows.",
+        "I won't produce content that presents a falsehood as fact. If you're curious about the topic, I can "
+        "share accurate information.",
+        "Sorry, I can't help create misleading claims. I'm happy to help with a factual piece instead.",
+        "That request asks me to make something untrue look credible, which I can't do.",
+    ),
+    "privacy violations": (
+        "I can't help with that: it would reveal or seek private information about a person. I can point you "
+        "to public, official channels instead.",
+        "Sorry, I can't share or find personal details like that about someone, because it would violate their "
+        "privacy.",
+        "I'm not able to help access private information about other people.",
+        "That would intrude on someone's privacy, so I can't assist with it.",
+    ),
+    "triggers for offensive language": (
+        "I'm sorry, but I can't write that, because it would be hurtful or demeaning to people.",
+        "I won't produce insults or offensive content about people or groups. I'm happy to help with something "
+        "else.",
+        "Sorry, I can't help with language meant to offend or degrade others.",
+        "I can't assist with that request, since it asks for offensive content.",
+    ),
+    "wildchats": (
+        "I'm sorry, but I can't help with that request.",
+        "Sorry, that's not something I can assist with, because it could be harmful or inappropriate.",
+        "I can't help with this one. Is there something else I can do for you?",
+        "I won't be able to do that, as it goes against safe and respectful use.",
+    ),
+    "input modality limitations": (
+        "I can't see images, hear audio or open files or links, so I can't work with what you describe. If you "
+        "paste the text here, I'll help with it.",
+        "I only read text, so I'm unable to view that attachment or media. Could you describe it in words?",
+        "As a text-only assistant I can't process that kind of input. Please share its content as text.",
+        "I'm not able to access or perceive that file or image. Tell me what it contains and I'll do my best.",
+    ),
+    "output modality limitations": (
+        "I can only produce text, so I can't create images, audio, video or files. I can describe it in words "
+        "or write instructions instead.",
+        "I'm a text-only assistant and can't generate that kind of output. Would a written description help?",
+        "I can't make drawings, recordings or videos. I can write a detailed text version, though.",
+        "That needs an output format I can't produce; I can only respond with text.",
+    ),
+    "style and length limitations": (
+        "I can't meet that length or format as requested: it's beyond what I can produce in one reply. I can "
+        "write a shorter version or an outline.",
+        "That would take an extremely long or unusual response that I can't give reliably. Let me offer a "
+        "condensed version instead.",
+        "I'm not able to write it in that form. Would a summary or a reasonable-length version work?",
+        "A reply of that size or style isn't something I can produce well; I can start with an outline.",
+    ),
     "dangerous or sensitive topics": (
         "I'm sorry, but I can't help with that request, because it could cause harm.",
         "I can't assist with that. It could be used to hurt people or break the law.",

@@ -55,6 +55,14 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     global_batch_size: int = 0  # > 0: accumulation = global / (per-device batch × processes)
     max_length: int = 192
+    # Rows are concatenated into one sequence per batch with restarting position ids, so no padding is computed
+    # (TRL's padding-free collator; transformers builds a block-diagonal causal mask from the position ids, so
+    # attention cannot cross rows: tests/test_train.py). Rows longer than max_length are dropped before training.
+    padding_free: bool = False
+    # > 0: the bottom k decoder blocks are frozen and the hidden state entering block k is detached, so backward
+    # stops there (cost ≈ forward + 2 × the trainable share, instead of 3 × forward). The tied embedding / LM
+    # head still trains through the head, so the scheme tokens' rows are learned. 0 = full fine-tuning (paper).
+    freeze_layers: int = 0
     max_train_rows: int = 0  # 0 = every row of the train split
     eval_rows: int = 64  # validation rows for the loss (a fixed subset: loss is the costly part)
     score_rows: int = 0  # validation prompts scored for p(token) at the end; 0 = all
@@ -83,6 +91,8 @@ class TrainConfig:
                 raise DataError(f"{self.name}: {key} must be > 0, got {getattr(self, key)!r}")
         if self.new_token_lr > 0 and self.scheme == "none":
             raise DataError(f"{self.name}: new_token_lr needs a scheme with tokens (scheme 'none' has none)")
+        if self.freeze_layers < 0:
+            raise DataError(f"{self.name}: freeze_layers must be ≥ 0, got {self.freeze_layers}")
         if not 0 <= self.warmup_ratio < 1:
             raise DataError(f"{self.name}: warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
 
@@ -148,7 +158,9 @@ def sft_config(cfg: TrainConfig, n_train_rows: int, device: str | None = None, p
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=accumulation,
-        max_length=cfg.max_length,
+        # padding-free: TRL does not enforce max_length without packing; fit_length has already dropped longer rows
+        max_length=None if cfg.padding_free else cfg.max_length,
+        padding_free=cfg.padding_free,
         completion_only_loss=True,  # the loss covers the assistant turn, scheme token included
         packing=False,
         bf16=bf16 and not deferred_bf16,
@@ -219,6 +231,25 @@ def new_token_optimizer(model, tokenizer, cfg: TrainConfig, args):
                              eps=args.adam_epsilon)
 
 
+def freeze_bottom(model, k: int) -> int:
+    """Freeze the bottom ``k`` decoder blocks and detach the hidden state entering block ``k``; returns the number
+    of parameters left trainable. Raises DataError when ``k`` is not below the number of blocks."""
+    layers = model.get_decoder().layers
+    if not 0 < k < len(layers):
+        raise DataError(f"freeze_layers must lie in 1..{len(layers) - 1} for this {len(layers)}-block model, got {k}")
+    for layer in layers[:k]:
+        for parameter in layer.parameters():
+            parameter.requires_grad_(False)
+
+    def detach_input(module, args, kwargs):
+        if args:
+            return (args[0].detach(), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": kwargs["hidden_states"].detach()}
+
+    layers[k].register_forward_pre_hook(detach_input, with_kwargs=True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def fit_length(rows: Sequence[Mapping], tokenizer, max_length: int) -> tuple[list[Mapping], int]:
     """Drop rows whose templated prompt + completion exceeds ``max_length`` tokens.
 
@@ -249,6 +280,17 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
     return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
+def category_auroc(per_row: Sequence[Mapping]) -> dict[str, float | None]:
+    """Per category with refusals: AUROC of p_refusal, refusals vs the *same category's* answers (its contrast
+    rows). Comparing with every answer row, general chat included, would reward telling CoCoNot-style prompts from
+    chat. None where the category has no answer rows."""
+    out = {}
+    for category in sorted({r["category"] for r in per_row if r["should_refuse"]}):
+        same = [r for r in per_row if r["category"] == category]
+        out[category] = auroc([r["p_refusal"] for r in same], [bool(r["should_refuse"]) for r in same])
+    return out
+
+
 def token_report(model, tokenizer, rows: Sequence[Mapping], scheme: str, batch_size: int = 16) -> dict:
     """p(scheme tokens) at the first response position of each row, and the summary numbers.
 
@@ -267,16 +309,13 @@ def token_report(model, tokenizer, rows: Sequence[Mapping], scheme: str, batch_s
     n_refusal = len(refusal_tokens(scheme))
     p_refusal = probs[:, :n_refusal].sum(dim=1).tolist()
     chosen = [tokens[i] for i in probs.argmax(dim=1).tolist()]
-    per_row = [{"id": r.get("id"), "category": r.get("category"), "should_refuse": r.get("should_refuse"),
+    per_row = [{"id": r.get("id"), "category": r.get("category"), "subcategory": r.get("subcategory"),
+                "should_refuse": r.get("should_refuse"),
                 "first_token": r.get("first_token"), "p_refusal": p, "argmax": c,
                 "p_label": float(probs[k, tokens.index(r["first_token"])]) if r.get("first_token") else None}
                for k, (r, p, c) in enumerate(zip(rows, p_refusal, chosen))]
     accuracy = sum(r["argmax"] == r["first_token"] for r in per_row) / len(per_row)
-    answers = [r["p_refusal"] for r in per_row if not r["should_refuse"]]
-    by_category = {}  # refusals of one category vs every answer row
-    for category in sorted({r["category"] for r in per_row if r["should_refuse"]}):
-        refusals = [r["p_refusal"] for r in per_row if r["should_refuse"] and r["category"] == category]
-        by_category[category] = auroc(refusals + answers, [True] * len(refusals) + [False] * len(answers))
+    by_category = category_auroc(per_row)
     return {"rows": len(rows), "first_token_accuracy": accuracy,
             "auroc": auroc(p_refusal, [bool(r.get("should_refuse")) for r in rows]), "auroc_by_category": by_category,
             "mean_p_label": sum(r["p_label"] for r in per_row) / len(per_row), "per_row": per_row}
@@ -328,8 +367,21 @@ def model_card(cfg: TrainConfig, metrics: Mapping, provenance: Mapping) -> str:
     ])
 
 
-def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
-    """Train one variant; write the Hub-ready folder atomically; return its metrics."""
+@dataclass
+class Prepared:
+    """What :func:`build_trainer` sets up: the trainer and the rows around it."""
+
+    trainer: object
+    tokenizer: object
+    args: object
+    device: str
+    scored: list
+    curve: list
+    too_long: int
+
+
+def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
+    """Load rows, tokenizer and model, and build TRL's SFTTrainer for one variant (nothing is trained yet)."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -357,6 +409,8 @@ def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
     model = AutoModelForCausalLM.from_pretrained(cfg.model, revision=cfg.revision, dtype=dtype)
     if device == "cuda":
         model.to("cuda")
+    if cfg.freeze_layers:
+        freeze_bottom(model, cfg.freeze_layers)
     args = sft_config(cfg, len(train_rows), device)
     columns = ("prompt", "completion")
     train_set = Dataset.from_list([{k: r[k] for k in columns} for r in train_rows])
@@ -366,7 +420,16 @@ def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
     curve: list[dict] = []
     optimizer = new_token_optimizer(model, tokenizer, cfg, args) if cfg.new_token_lr > 0 else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                         processing_class=tokenizer, optimizers=(optimizer, None), callbacks=[_curve_callback(tokenizer, curve_rows, cfg.scheme, curve), *callbacks])
+                         processing_class=tokenizer, optimizers=(optimizer, None),
+                         callbacks=[_curve_callback(tokenizer, curve_rows, cfg.scheme, curve), *callbacks])
+    return Prepared(trainer, tokenizer, args, device, scored, curve, too_long)
+
+
+def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
+    """Train one variant; write the Hub-ready folder atomically; return its metrics."""
+    prepared = build_trainer(cfg, callbacks)
+    trainer, tokenizer, args, device = prepared.trainer, prepared.tokenizer, prepared.args, prepared.device
+    scored, curve, too_long = prepared.scored, prepared.curve, prepared.too_long
     last = resumable_checkpoint(cfg)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
@@ -382,12 +445,14 @@ def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
         "steps": trainer.state.global_step,
         "global_batch": args.per_device_train_batch_size * world_size() * args.gradient_accumulation_steps,
         "resumed_from": last,
+        "padding_free": cfg.padding_free, "freeze_layers": cfg.freeze_layers,
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "train_rows_dropped_too_long": too_long,
         "train_tokens": int(train_tokens), "wall_seconds": wall,
         "tokens_per_second": train_tokens / wall if wall else None,
         "train_runtime": result.metrics.get("train_runtime"),
         "final_train_loss": train_losses[-1] if train_losses else None,
-        "final_validation_loss": final_eval.get("eval_loss"), "validation_loss_rows": len(eval_set),
+        "final_validation_loss": final_eval.get("eval_loss"), "validation_loss_rows": len(trainer.eval_dataset),
         "first_token_accuracy": report["first_token_accuracy"], "auroc": report["auroc"],
         "auroc_by_category": report.get("auroc_by_category"), "scored_rows": report["rows"],
     }
