@@ -95,7 +95,7 @@ def measure(label: str, cfg, steps: int, warmup: int) -> dict:
     seconds = marks[1] - marks[0]
     rows = steps * cfg.per_device_train_batch_size
     data = trainer.train_dataset
-    share = sum(sum(m) for m in data["completion_mask"]) / sum(len(i) for i in data["input_ids"])
+    share = sum(sum(x != -100 for x in lab) for lab in data["labels"]) / sum(len(i) for i in data["input_ids"])
     completion = timed_tokens * share  # TRL's fused head projects only completion positions
     layers = len(trainer.model.get_decoder().layers)
     flops = flops_per_step(trainer.model, timed_tokens, completion, rows, 1 - cfg.freeze_layers / layers)

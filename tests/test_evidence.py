@@ -35,6 +35,9 @@ def test_front_interpolates_between_thresholds_and_compares_with_points():
     assert result["points"]["above"]["margin_points"] == pytest.approx(10.0)
     assert result["points"]["below"]["at_or_above"] is False and result["points"]["below"]["within_ci"] is True
     assert result["all_at_or_above"] is False and result["all_within_ci"] is True
+    # a text-judged front that starts at FPR 0.2 (text refuses after [respond]) cannot reach a point at FPR 0.1
+    shifted = E.front_vs_points([(0.2, 0.3), (0.6, 0.9)], [{"label": "low", "tpr": 0.4, "fpr": 0.1}])
+    assert shifted["front_lowest_fpr"] == 0.2 and shifted["points"]["low"]["front_reaches_fpr"] is False
 
 
 def test_verdicts_and_phrases_follow_the_numbers():

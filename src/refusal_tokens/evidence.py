@@ -84,13 +84,18 @@ def front_vs_points(sweep: Sequence[tuple[float, float]], points: Sequence[Mappi
     """E5: for each retrained model's point ``{"label", "tpr", "fpr", "tpr_ci_low", "tpr_ci_high"}``, the sweep's
     front TPR at that point's FPR, the margin in points, and whether the front lies at or above the point
     (``at_or_above``: margin ≥ 0; ``within_ci``: front ≥ the point's TPR interval low end)."""
+    lowest = min(float(f) for f, _ in sweep) if sweep else None
     rows = {}
     for point in points:
         front = front_tpr_at(point["fpr"], sweep)
         rows[point["label"]] = {"point_tpr": point["tpr"], "point_fpr": point["fpr"], "front_tpr": front,
                                 "margin_points": 100 * (front - point["tpr"]), "at_or_above": front >= point["tpr"],
-                                "within_ci": front >= point.get("tpr_ci_low", point["tpr"])}
-    return {"points": rows, "all_at_or_above": all(r["at_or_above"] for r in rows.values()),
+                                "within_ci": front >= point.get("tpr_ci_low", point["tpr"]),
+                                # a dial cannot refuse less than at its highest threshold: below that FPR the
+                                # front does not exist (its text still refuses some prompts after [respond])
+                                "front_reaches_fpr": lowest is not None and point["fpr"] >= lowest}
+    return {"points": rows, "front_lowest_fpr": lowest,
+            "all_at_or_above": all(r["at_or_above"] for r in rows.values()),
             "all_within_ci": all(r["within_ci"] for r in rows.values())}
 
 
