@@ -147,7 +147,9 @@ def test_exact_sweep_lookup_equals_regeneration(tiny_single, tmp_path):
     backend = control.HFBackend(model, tok, batch_size=3)
     cache = control.GenerationCache(tmp_path / "cache.jsonl")
     keys = [(i, t) for i, r in zip(ids, rows) for t in control.needed_first_tokens(r, "single")]
-    assert cache.ensure(backend, dict(zip(ids, convs)), keys, max_new_tokens=6) == 2 * len(convs)
+    # ≤ 2 per prompt, plus the unforced one where the top token is free (the random tiny model: every prompt)
+    free = sum(not r["top_is_scheme"] for r in rows)
+    assert cache.ensure(backend, dict(zip(ids, convs)), keys, max_new_tokens=6) == 2 * len(convs) + free
     assert control.GenerationCache(tmp_path / "cache.jsonl").entries == cache.entries  # reloads from disk
     assert cache.ensure(backend, dict(zip(ids, convs)), keys, max_new_tokens=6) == 0  # nothing regenerated
     seen = set()
@@ -165,3 +167,84 @@ def test_cache_rejects_corrupt_file(tmp_path):
     path.write_text('{"id": "a", "first_token": "[refuse]", "text": "x"}\nnot json\n')
     with pytest.raises(DataError, match="cache.jsonl:2"):
         control.GenerationCache(path)
+
+
+# ------------------------------------------------------------------------------ the exact greedy rule (no intervention)
+
+
+def test_greedy_rule_emits_a_free_token_when_a_non_scheme_token_is_most_likely():
+    row = single_row(0.2, 0.3, p_other=0.5)  # greedy decoding would emit the other token
+    assert decide(row, "single", Setting("greedy")) == control.FREE
+    assert decide(row, "single", Setting("t", "threshold", 0.1)) == REFUSE  # the official rule always forces
+    assert decide(row, "single", Setting("b", bias=math.log(3))) == REFUSE  # 0.6 / Z beats 0.5 / Z
+    assert not control.is_refusal(control.FREE) and not control.is_refusal(RESPOND) and control.is_refusal(SAFETY)
+    assert control.needed_first_tokens({**row, "top_is_scheme": False}, "single") == [REFUSE, RESPOND, control.FREE]
+    assert control.needed_first_tokens({**row, "top_is_scheme": True}, "single") == [REFUSE, RESPOND]
+
+
+def test_bias_is_added_before_the_temperature_as_in_transformers():
+    logits = torch.tensor([1.0, 2.0, 0.5, -1.0])  # 0 = [refuse], 1 = [respond], 2–3 others
+    t, b = 2.0, 1.5
+    probs = torch.softmax(logits / t, 0)
+    row = {"p": {"2": {REFUSE: float(probs[0]), RESPOND: float(probs[1])}}, "p_other": {"2": float(probs[2])}}
+    expected = torch.softmax((logits + torch.tensor([b, 0, 0, 0])) / t, 0)  # (logit + b) / T
+    got = control.p_refusal(row, "single", Setting("bt", bias=b, temperature=t))
+    assert got == pytest.approx(float(expected[0]))
+
+
+def test_threshold_one_refuses_only_a_probability_of_exactly_one():
+    assert decide(single_row(1.0, 0.0), "single", Setting("t", "threshold", 1.0)) == REFUSE
+    assert decide(single_row(0.9999, 0.0001), "single", Setting("t", "threshold", 1.0)) == RESPOND
+    assert decide(single_row(0.0, 1.0), "single", Setting("t", "threshold", 0.0)) == REFUSE
+
+
+def test_greedy_rule_by_lookup_equals_plain_unforced_generation(tiny_single, tmp_path):
+    """The greedy rule (with a first-step bias on [refuse]) + cache lookups = what `generate` itself produces with
+    that bias applied to the first step only, token for token, on prompts where the top token is free and where
+    it is a scheme token."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    model, tok, _ = tiny_single
+    convs = conversations(8)
+    ids = [f"q{i}" for i in range(len(convs))]
+    refuse_id = tok.convert_tokens_to_ids(REFUSE)
+    seen = set()
+    for bias in (0.0, 4.0, 8.0, 30.0):
+        rows = control.score(model, tok, convs, "single")
+        chosen = decide_all(rows, "single", Setting("greedy", bias=bias))
+        seen.update(chosen)
+        # what the cache needs for this bias: free continuations wherever the biased greedy choice is free
+        keys = [(i, t) for i, r, c in zip(ids, rows, chosen) for t in set(control.needed_first_tokens(r, "single")) | {c}]
+        cache = control.GenerationCache(tmp_path / f"cache{bias}.jsonl")
+        cache.ensure(control.HFBackend(model, tok, batch_size=3), dict(zip(ids, convs)), keys, max_new_tokens=5)
+        looked_up = control.assemble(ids, chosen, cache.lookup)
+
+        class FirstStepBias(LogitsProcessor):
+            def __init__(self, start: int):
+                self.start = start
+
+            def __call__(self, input_ids, scores):
+                if input_ids.shape[1] == self.start:
+                    scores[:, refuse_id] += bias
+                return scores
+
+        for conv, token, text in zip(convs, chosen, looked_up):
+            prompt = tok.apply_chat_template(conv, add_generation_prompt=True, tokenize=True, return_dict=False)
+            out = model.generate(input_ids=torch.tensor([prompt]), do_sample=False, max_new_tokens=6,
+                                 logits_processor=LogitsProcessorList([FirstStepBias(len(prompt))]),
+                                 pad_token_id=tok.eos_token_id, top_p=None, top_k=None, temperature=None)
+            new = out[0, len(prompt):].tolist()
+            if token == control.FREE:
+                assert tok.convert_ids_to_tokens(new[0]) not in (REFUSE, RESPOND)
+                expected = new[:5]
+            else:
+                assert tok.convert_ids_to_tokens(new[0]) == token  # greedy emits the decided scheme token
+                expected = new[1:6]
+            if tok.eos_token_id in expected:
+                expected = expected[:expected.index(tok.eos_token_id)]
+            assert text == tok.decode(expected, skip_special_tokens=False)
+    assert control.FREE in seen and REFUSE in seen  # both kinds of prompt were covered
+    # the [refuse] and [respond] continuations of one prompt differ (the forced token matters)
+    cache = control.GenerationCache(tmp_path / "cache0.0.jsonl")
+    cache.ensure(control.HFBackend(model, tok), dict(zip(ids, convs)), [(i, t) for i in ids for t in (REFUSE, RESPOND)], 5)
+    assert any(cache.lookup(i, REFUSE) != cache.lookup(i, RESPOND) for i in ids)

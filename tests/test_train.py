@@ -249,3 +249,21 @@ def test_category_auroc_compares_refusals_with_their_own_category_only():
             {"category": "B", "should_refuse": True, "p_refusal": 0.9}]
     # against every answer A would score 0.5 (one answer above, one below); against its own contrast row, 0
     assert train.category_auroc(rows) == {"A": 0.0, "B": None}
+
+
+def test_bf16_training_keeps_fp32_master_weights_so_small_updates_land(setup, tmp_path):
+    """The paper profile trains in bf16 at lr 2e-5: with bf16 parameters most such updates round away (bf16 has 8
+    mantissa bits, so a weight of 0.02 moves only in steps of ≈1e-4). Weights must stay fp32 under bf16 autocast."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    paper = train.TrainConfig.from_mapping(yaml.safe_load((ROOT / "configs" / "paper_llama3_8b.yaml").read_text()))
+    assert train.master_dtype(paper, "cuda") == torch.float32  # the GPU profile too, not only this CPU
+    prepared = train.build_trainer(cfg(setup, tmp_path, bf16=True, learning_rate=2e-5, max_steps=2, curve_every=0))
+    assert prepared.args.bf16
+    assert all(p.dtype == torch.float32 for p in prepared.trainer.model.parameters())
+    before = AutoModelForCausalLM.from_pretrained(setup / "single-words").get_decoder().layers[0].mlp.up_proj.weight
+    train.run(cfg(setup, tmp_path, bf16=True, learning_rate=2e-5, max_steps=2, curve_every=0))
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "out").get_decoder().layers[0].mlp.up_proj.weight
+    moved = (after != before).float().mean().item()
+    assert moved > 0.9  # in bf16 parameters, an Adam step of ≈2e-5 leaves most weights where they were

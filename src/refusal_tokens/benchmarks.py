@@ -209,7 +209,9 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
                 cache = control.GenerationCache(bench / f"cache{suffix}.jsonl")
                 cache.ensure(backend, convs, keys, int(g["max_new_tokens"]))
             status[name] = "ok"
+            free_tops = sum(not s.get("top_is_scheme", True) for s in scores) if scheme != "none" else 0
             counts[name] = {"scored": len(rows) if scheme != "none" else 0, "generated_prompts": min(n_generate, len(rows)),
+                            "top_not_scheme": free_tops,  # prompts whose most likely first token is no scheme token
                             "seconds": round(time.perf_counter() - t0, 1)}
         meta = {"model": model_name, "folder": str(folder), "scheme": scheme, "status": status, "counts": counts,
                 "generated_tokens": backend.generated_tokens, "seconds": round(time.perf_counter() - started, 1),

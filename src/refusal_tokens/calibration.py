@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from .benchmarks import f1_score, load_run, rate
-from .control import FREE, RESPOND, Setting, decide_all, p_refusal, refusal_token
+from .control import FREE, RESPOND, Setting, decide_all, is_refusal, p_refusal, refusal_token
 from .errors import DataError
 from .tagging import CATEGORY_TOKENS
 
@@ -69,7 +69,7 @@ def token_rates(prompts: Sequence[Mapping], scores: Mapping[str, Mapping], schem
         chosen = decisions(prompts, scores, scheme, setting)
         df = pd.DataFrame({"group": [p[by] if by else "all" for p in prompts],
                            "should_refuse": [bool(p["should_refuse"]) for p in prompts],
-                           "refuse": [c != RESPOND for c in chosen]})
+                           "refuse": [is_refusal(c) for c in chosen]})
         for (group, refuse_label), part in df.groupby(["group", "should_refuse"]):
             r = rate(part["refuse"].tolist())
             rows.append({"setting": setting.name, "threshold": setting.threshold, "bias": setting.bias,
@@ -144,8 +144,8 @@ def consistency(run: Mapping, judge: str) -> dict:
     if labels is None:
         raise DataError(f"no labels from judge {judge!r}")
     out = {}
-    for what in ("refusal token", RESPOND):
-        keys = [k for k in labels if (k[1] == RESPOND) == (what == RESPOND)]
+    for what in ("refusal token", RESPOND):  # unforced (free) continuations belong to neither
+        keys = [k for k in labels if (is_refusal(k[1]) if what == "refusal token" else k[1] == RESPOND)]
         out[what] = rate([labels[k] for k in keys])
     return out
 

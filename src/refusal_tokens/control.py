@@ -13,8 +13,11 @@ temperature can later be applied exactly without another forward pass.
 exact functions of the stored ones: p'_i = p_i·e^{b_i} / Z for a refusal token, p'_j = p_j / Z for every other
 token, Z = 1 + Σ_i p_i (e^{b_i} − 1). Then:
 
-- ``argmax`` (no intervention): the most likely scheme token after bias. A refusal category wins when its single
-  probability beats [respond]'s, as in greedy decoding.
+- ``argmax`` (no intervention): exactly what greedy decoding emits first, after bias: the largest of p'_i (each
+  refusal token), p'([respond]) and p'_other (the most likely non-scheme token). When a non-scheme token wins,
+  the decision is ``free``: the model's own unforced greedy response (cached as a third continuation, for the
+  prompts whose top token is not a scheme token). A bias is added before the temperature, as transformers' logits
+  processors do: p ∝ exp((logit + b) / T), i.e. bias b / T on the temperature-T probabilities.
 - ``threshold`` (the official rule): refuse iff p'(refusal) ≥ t, where p'(refusal) is the sum over the scheme's
   refusal tokens (one token under ``single``). A threshold per category token: t is the threshold of the most
   likely category token c*. (The official category script crashes and always thresholds temperature-2
@@ -27,8 +30,9 @@ instead (README: Deviations).
 
 **Generation** (:class:`Backend`, :class:`HFBackend`, :class:`GenerationCache`). With greedy decoding a response
 depends only on the forced first token, so any number of settings needs at most two generations per prompt: the
-refusal token and [respond]. They are generated once, cached by (prompt id, first token), and every setting's
-responses are assembled by lookup (:func:`assemble`). A backend only has to implement
+refusal token and [respond], plus the unforced greedy response (``free``) where the top token is not a scheme token. They
+are generated once, cached by (prompt id, first token), and every setting's responses are assembled by lookup
+(:func:`assemble`). A backend only has to implement
 ``continue_from(conversations, first_tokens, max_new_tokens)``; a vLLM backend would send ``prompt_ids + [token]``.
 """
 
@@ -46,9 +50,10 @@ from typing import Protocol
 import torch
 
 from .errors import DataError
-from .tagging import CATEGORY_TOKENS, RESPOND, check_scheme, refusal_tokens, scheme_tokens
+from .tagging import CATEGORY_TOKENS, REFUSE, RESPOND, check_scheme, refusal_tokens, scheme_tokens
 
-FREE = "free"  # cache key of a plain greedy generation (no forced token): models without scheme tokens
+FREE = "free"  # cache key of a plain greedy generation (no forced token): models without tokens, and the greedy
+              # rule where a non-scheme token is the most likely first token
 
 
 def _temperature_key(t: float) -> str:
@@ -193,11 +198,25 @@ def biased(p: Mapping[str, float], p_other: float, bias: Mapping[str, float]) ->
     return {t: (v * math.exp(bias.get(t, 0.0))) / z for t, v in p.items()}, p_other / z
 
 
+REFUSAL_TOKENS = frozenset([REFUSE, *CATEGORY_TOKENS.values()])
+
+
+def is_refusal(token: str) -> bool:
+    """Whether a decided first token is a refusal token ([respond] and ``free`` are not)."""
+    return token in REFUSAL_TOKENS
+
+
+def _biased_at(row: Mapping, scheme: str, setting: Setting) -> tuple[dict[str, float], float]:
+    """p' and p'_other at the setting's temperature T with its bias added before the temperature, as in
+    transformers: exp((logit + b) / T) = exp(logit / T) · exp(b / T), so bias b / T on the stored T-probabilities."""
+    key = _temperature_key(setting.temperature)
+    bias = {t: b / setting.temperature for t, b in _per_token(setting.bias, scheme, "bias", 0.0).items()}
+    return biased(row["p"][key], row["p_other"][key], bias)
+
+
 def p_refusal(row: Mapping, scheme: str, setting: Setting | None = None) -> float:
     """p'(refusal) of one score row under a setting's temperature and bias (plain p at T=1 without a setting)."""
-    setting = setting or Setting("plain")
-    key = _temperature_key(setting.temperature)
-    p, _ = biased(row["p"][key], row["p_other"][key], _per_token(setting.bias, scheme, "bias", 0.0))
+    p, _ = _biased_at(row, scheme, setting or Setting("plain"))
     return sum(p[t] for t in refusal_tokens(scheme))
 
 
@@ -211,12 +230,18 @@ def refusal_token(row: Mapping, scheme: str) -> str:
 
 
 def decide(row: Mapping, scheme: str, setting: Setting) -> str:
-    """The first token this setting emits for one score row: a refusal token or [respond]."""
-    key = _temperature_key(setting.temperature)
+    """The first token this setting emits for one score row: a refusal token, [respond], or (``argmax`` only)
+    ``free`` when greedy decoding would emit a non-scheme token.
+
+    Ties: a threshold rule refuses at p'(refusal) = t exactly (``>=``), so t = 0 refuses every prompt and t = 1
+    refuses only prompts whose p'(refusal) rounds to 1.0 in float32 (the stored probabilities are float32 softmax
+    values). Under ``argmax`` a non-scheme token must be strictly more likely than every scheme token."""
     refusal = refusal_tokens(scheme)
-    p, _ = biased(row["p"][key], row["p_other"][key], _per_token(setting.bias, scheme, "bias", 0.0))
+    p, p_other = _biased_at(row, scheme, setting)
     star = refusal_token(row, scheme)
     if setting.rule == "argmax":
+        if p_other > max(p.values()):
+            return FREE
         refuse = max(p[t] for t in refusal) > p[RESPOND]
     else:
         threshold = _per_token(setting.threshold, scheme, "threshold", setting.default_threshold)[star]
@@ -230,8 +255,14 @@ def decide_all(rows: Sequence[Mapping], scheme: str, setting: Setting) -> list[s
 
 
 def needed_first_tokens(row: Mapping, scheme: str) -> list[str]:
-    """The ≤ 2 first tokens that cover every setting for this prompt."""
-    return [refusal_token(row, scheme), RESPOND]
+    """The first tokens that cover every threshold setting and the unbiased greedy rule for this prompt: the
+    refusal token and [respond], plus ``free`` (the unforced greedy response) where the top token at T = 1 is not a
+    scheme token. A bias or temperature that makes a non-scheme token win elsewhere needs ``free`` for more prompts:
+    looking it up then raises a clear error instead of returning a wrong response."""
+    tokens = [refusal_token(row, scheme), RESPOND]
+    if not row.get("top_is_scheme", True):
+        tokens.append(FREE)
+    return tokens
 
 
 def threshold_grid(k: int) -> list[float]:

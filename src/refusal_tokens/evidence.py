@@ -126,11 +126,11 @@ def split_by_label(prompts: Sequence[Mapping], values: Sequence) -> tuple[list, 
 
 def token_refusals(run: Mapping, scheme: str, setting) -> tuple[list[bool], list[bool]]:
     """Token decisions (refusal token or not) of every scored prompt, split by label."""
-    from .control import RESPOND, decide_all
+    from .control import decide_all, is_refusal
 
     prompts = [p for p in run["prompts"] if p["id"] in run["scores"]]
     decided = decide_all([run["scores"][p["id"]] for p in prompts], scheme, setting)
-    return split_by_label(prompts, [c != RESPOND for c in decided])
+    return split_by_label(prompts, [is_refusal(c) for c in decided])
 
 
 def text_sweep(run: Mapping, scheme: str, thresholds: Sequence[float], judge: str) -> list[dict]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .benchmarks import REFERENCE, load_run, rate, split_name, write_jsonl
 from .calibration import first_tokens
-from .control import FREE, RESPOND, Setting
+from .control import FREE, Setting, is_refusal
 from .errors import DataError
 
 DEFAULT = "default"  # no intervention: the greedy first token
@@ -66,12 +66,13 @@ def cells(benchmark: str, model: str, scheme: str, run: Mapping, setting: Settin
             if judge == "token":
                 if scheme == "none":
                     continue
-                labels = [t != RESPOND for p, t in zip(run["prompts"], scored_tokens)
+                # a greedy decision that is no scheme token (free) has no token label: unlabelled, as in judge.py
+                labels = [None if t == FREE else is_refusal(t) for p, t in zip(run["prompts"], scored_tokens)
                           if bool(p["should_refuse"]) == should_refuse]
                 agree = None
             else:
                 labels = [c["labels"][judge] for c in gen]
-                pairs = [(c["first_token"] != RESPOND, c["labels"][judge]) for c in gen
+                pairs = [(is_refusal(c["first_token"]), c["labels"][judge]) for c in gen
                          if c["first_token"] is not None and c["labels"][judge] is not None]
                 agree = sum(a == b for a, b in pairs) / len(pairs) if pairs else None
             rows.append({**base, "judge": judge, **rate(labels), "token_judge_agreement": agree})

@@ -367,6 +367,15 @@ def model_card(cfg: TrainConfig, metrics: Mapping, provenance: Mapping) -> str:
     ])
 
 
+def master_dtype(cfg: TrainConfig, device: str):
+    """The dtype the weights are loaded and optimised in: fp32 on every device. bf16 (``cfg.bf16``, on by default
+    on CUDA) is autocast by the trainer; loading bf16 weights and stepping AdamW on them would round most
+    lr-2e-5 updates away (bf16 keeps 8 bits of mantissa)."""
+    import torch
+
+    return torch.float32
+
+
 @dataclass
 class Prepared:
     """What :func:`build_trainer` sets up: the trainer and the rows around it."""
@@ -405,8 +414,7 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
         require_tokens(tokenizer, cfg.scheme)  # the preparation stage adds them; training never resizes
     train_rows, too_long = fit_length(train_rows, tokenizer, cfg.max_length)
     val_rows, _ = fit_length(val_rows, tokenizer, cfg.max_length)
-    dtype = torch.bfloat16 if (device == "cuda" and cfg.bf16 is not False) else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, revision=cfg.revision, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, revision=cfg.revision, dtype=master_dtype(cfg, device))
     if device == "cuda":
         model.to("cuda")
     if cfg.freeze_layers:
@@ -579,5 +587,5 @@ SUMMARY_COLUMNS = ("scheme", "mix", "init", "steps", "train_tokens", "wall_secon
 
 
 def summary(variants: Mapping[str, Mapping]) -> dict[str, dict]:
-    """``reports/metrics/sft.json``: per variant, the numbers the issue asks for."""
+    """``reports/metrics/sft.json``: per variant, its training and validation numbers."""
     return {name: {key: v["metrics"].get(key) for key in SUMMARY_COLUMNS} for name, v in variants.items()}
