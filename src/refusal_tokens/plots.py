@@ -201,3 +201,43 @@ def ablation_bars(ablation: dict, path: str | os.PathLike | None = None):
     ax.legend(title="training data", bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def rate_vs_threshold_panels(frame: pd.DataFrame, chosen: dict[str, float], path: str | os.PathLike | None = None):
+    """The paper's central picture: per category, the token refusal rate vs threshold on prompts that should be
+    refused (original) and on prompts that should be answered (contrast), overlaid in one panel with Wilson 95%
+    bands, and the thresholds chosen on validation marked. ``frame``: ``calibration.token_rates`` output with a
+    ``threshold`` column; ``chosen``: label → threshold."""
+    groups = sorted(frame["group"].unique())
+    columns = min(3, len(groups))
+    rows = -(-len(groups) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows), sharex=True, sharey=True,
+                             squeeze=False)
+    styles = {True: ("#c44e52", "original (should refuse)"), False: ("#4c72b0", "contrast (should answer)")}
+    for ax, group in zip(axes.flat, groups):
+        part = frame[frame["group"] == group]
+        for should_refuse, (colour, label) in styles.items():
+            side = part[part["should_refuse"] == should_refuse].sort_values("threshold")
+            if side.empty:
+                continue
+            n = int(side["n"].iloc[0])
+            ax.plot(side["threshold"], side["rate"], color=colour, marker="o", markersize=2.5, label=label)
+            ax.fill_between(side["threshold"], side["ci_low"], side["ci_high"], color=colour, alpha=0.15, lw=0)
+            ax.text(0.98, 0.9 if should_refuse else 0.8, f"n={n}", color=colour, ha="right", fontsize=7,
+                    transform=ax.transAxes)
+        for name, t in chosen.items():
+            ax.axvline(t, color="grey", ls="--", lw=0.8)
+        ax.set_title(group, fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes.flat[len(groups):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("threshold t")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("token refusal rate")
+    handles, labels = max((ax.get_legend_handles_labels() for ax in axes.flat), key=lambda hl: len(hl[1]))
+    marks = ", ".join(f"{k} t = {v:g}" for k, v in chosen.items())
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1.06), ncol=2, frameon=False,
+               title=f"dashed: thresholds chosen on validation ({marks})")
+    fig.tight_layout()
+    return _save(fig, path)

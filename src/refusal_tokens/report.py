@@ -27,7 +27,7 @@ FIGURES: dict[str, str] = {
     "02_p_refusal_by_category.png": "p(refusal token) on validation prompts by category, before and after SFT.",
     "03_roc.png": "ROC of the threshold sweep on CoCoNot (original vs contrast) for the single and category models, with the greedy choice, the proportion baselines (retrained at 25/50/75% refusals) and the system-prompt baseline as points.",
     "03_f1_vs_threshold.png": "F1 (refusal = positive) vs threshold on the validation split and on CoCoNot: where the best threshold lies and how flat the optimum is.",
-    "03_rate_vs_threshold_by_category.png": "Token refusal rate vs threshold per CoCoNot category, original and contrast prompts: the gap between the two is what the dial can buy per category.",
+    "03_rate_vs_threshold_by_category.png": "The paper's central picture: per CoCoNot category, the token refusal rate vs threshold on original (should refuse) and contrast (should answer) prompts, overlaid with 95% Wilson bands and the validation-chosen thresholds: the gap between the two curves is what the dial can buy.",
     "03_logit_bias.png": "Token refusal rate vs logit bias on the refusal token(s): the same dial as the threshold, in logit units.",
     "03_temperature.png": "Refusal rate vs threshold at first-token temperatures 0.5, 1 and 2: temperature moves every threshold.",
     "03_category_control.png": "Category model: change in each category's refusal rate when one category's threshold is raised — a clean dial is diagonal.",
