@@ -209,7 +209,14 @@ def run(params: Mapping, root: str | os.PathLike = ".", mirror=None) -> dict:
                                     d["batch_size"], d["max_tokens"]) for name, rs in rows.items()}
     labels = {name: [r["should_refuse"] for r in rs] for name, rs in rows.items()}
     ceiling = frozen_ceiling(features, labels, d["probe_c"], d["folds"], d["seed"])
-    seconds = time.perf_counter() - start
+    details = {"mix": d["mix"], "model": d["model"], "layers": layers, "probe_c": d["probe_c"], "folds": d["folds"],
+               "rows": {k: len(v) for k, v in rows.items()}, "seconds": time.perf_counter() - start}
+    return write(root, shortcut, ceiling, details)
+
+
+def write(root: str | os.PathLike, shortcut: Mapping, ceiling: Mapping, details: Mapping) -> dict:
+    """Write ``reports/metrics/diagnostics.json`` (headline: the layer whose within-CoCoNot CV is best) and
+    ``reports/diagnostics/diagnostics.json`` (everything), each atomically; returns both."""
     best = max(ceiling, key=lambda k: ceiling[k]["cv_coconot"] or 0)
     headline = {
         "shortcut_auroc_validation": shortcut["validation"], "shortcut_auroc_coconot": shortcut["coconot"],
@@ -219,12 +226,10 @@ def run(params: Mapping, root: str | os.PathLike = ".", mirror=None) -> dict:
         "frozen_mix_to_xstest_auroc": ceiling[best]["mix_to_xstest"],
         "frozen_cv_auroc_xstest": ceiling[best]["cv_xstest"],
     }
-    details = {"mix": d["mix"], "model": d["model"], "layers": layers, "probe_c": d["probe_c"], "folds": d["folds"],
-               "rows": {k: len(v) for k, v in rows.items()}, "shortcut_auroc": shortcut, "frozen_probe_auroc": ceiling,
-               "seconds": seconds}
-    metrics_path = root / "reports" / "metrics" / "diagnostics.json"
-    details_path = root / "reports" / "diagnostics" / "diagnostics.json"
-    for path, payload in ((metrics_path, headline), (details_path, details)):
+    details = {**details, "shortcut_auroc": shortcut, "frozen_probe_auroc": ceiling}
+    root = Path(root)
+    for path, payload in ((root / "reports" / "metrics" / "diagnostics.json", headline),
+                          (root / "reports" / "diagnostics" / "diagnostics.json", details)):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")

@@ -803,17 +803,7 @@ def coconot_pref_pairs(mirror: str | os.PathLike | None = None, cache: str | os.
     src = get("coconot_pref")
     (remote,) = src.files
     path = fetch(remote, src.name, mirror, cache)
-    rows, seen = [], set()
-    for line, row in read_jsonl(path):
-        bad = [k for k in ("id", "prompt", "subcategory", "chosen", "rejected") if not isinstance(row.get(k), str)]
-        if bad:
-            raise DataError(f"{path}:{line}: missing or non-string field(s) {bad}")
-        if row["id"] in seen:
-            raise DataError(f"{path}:{line}: duplicate id {row['id']!r}")
-        seen.add(row["id"])
-        rows.append(row)
-    if not rows:
-        raise DataError(f"{path}: no rows")
+    rows = _read_jsonl(path, dict.fromkeys(("id", "prompt", "subcategory", "chosen", "rejected"), str))
     return rows, remote.sha256
 
 

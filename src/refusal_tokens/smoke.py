@@ -149,8 +149,6 @@ def benchmark_setup(root: str | Path) -> dict:
 def diagnostics_setup(root: str | Path) -> dict:
     """The diagnostics stage's two files, computed by the real functions on the toy mix, toy benchmarks and the
     tiny base model (layers 1 and 2 of 2)."""
-    import json
-
     from . import diagnostics as D
     from .benchmarks import validation_rows
     from .mixing import read_split
@@ -169,16 +167,4 @@ def diagnostics_setup(root: str | Path) -> dict:
     model, tokenizer = AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
     features = {k: D.hidden_states(model, tokenizer, [r["conversation"] for r in v], [1, 2]) for k, v in rows.items()}
     ceiling = D.frozen_ceiling(features, {k: [r["should_refuse"] for r in v] for k, v in rows.items()}, folds=2)
-    headline = {"shortcut_auroc_validation": shortcut["validation"], "shortcut_auroc_coconot": shortcut["coconot"],
-                "shortcut_auroc_xstest": shortcut["xstest"], "frozen_best_layer": 2,
-                "frozen_cv_auroc_coconot_best": ceiling["2"]["cv_coconot"],
-                "frozen_mix_to_coconot_auroc": ceiling["2"]["mix_to_coconot"],
-                "frozen_mix_to_xstest_auroc": ceiling["2"]["mix_to_xstest"],
-                "frozen_cv_auroc_xstest": ceiling["2"]["cv_xstest"]}
-    details = {"layers": [1, 2], "shortcut_auroc": shortcut, "frozen_probe_auroc": ceiling,
-               "rows": {k: len(v) for k, v in rows.items()}}
-    for path, payload in ((root / "reports" / "metrics" / "diagnostics.json", headline),
-                          (root / "reports" / "diagnostics" / "diagnostics.json", details)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    return headline
+    return D.write(root, shortcut, ceiling, {"layers": [1, 2], "rows": {k: len(v) for k, v in rows.items()}})["headline"]

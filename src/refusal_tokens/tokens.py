@@ -4,7 +4,8 @@ Each scheme token (``[refuse]``, ``[respond]``, ``[Requests with safety concerns
 token: encoding its string gives exactly one id, with or without a leading space, so that the first response
 position has one logit per token to read.
 
-New embedding rows need a starting point. Measured on SmolLM2-135M (shared/notes/measurements.md):
+New embedding rows need a starting point. Measured on SmolLM2-135M before the study's pipeline existed (README:
+Deviations, "New-token initialisation"):
 transformers' default ``mean_resizing`` starts a new token at p≈2e-9 at the first response position, and 20
 steps at lr 5e-5 left it at p≈3e-7 (AUROC 0.53: not learned); starting the rows from the embeddings of related
 words and training at lr 2e-4 gave AUROC 0.95 in the same 20 steps. Hence two schemes here:
