@@ -4,6 +4,8 @@ determinism and the generate stage's bad-input errors."""
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -234,3 +236,23 @@ def test_generate_fails_cleanly_midway(tmp_path):
     with pytest.raises(DataError, match="broken file"):
         B.generate_model("m", params, tmp_path, progress=False, loader=loader)
     assert not (tmp_path / "gen").exists() or not any((tmp_path / "gen").iterdir())
+
+
+def test_stratified_by_type_balances_prompt_types():
+    rows = ([{"id": f"a{i}", "should_refuse": False, "category": "safe", "subcategory": "homonyms"} for i in range(8)]
+            + [{"id": f"b{i}", "should_refuse": False, "category": "safe", "subcategory": "history"} for i in range(2)]
+            + [{"id": f"c{i}", "should_refuse": True, "category": "unsafe", "subcategory": "contrast"}
+               for i in range(10)])
+    by_label = Counter(r["subcategory"] for r in B.stratified(rows, 6, 0))
+    assert by_label["contrast"] == 3  # label-balanced only: the 3 safe rows follow the types' own shares
+    by_type = Counter(r["subcategory"] for r in B.stratified(rows, 6, 0, ("should_refuse", "category", "subcategory")))
+    assert by_type == {"homonyms": 2, "history": 2, "contrast": 2}
+
+
+def test_wilson_equals_the_closed_form():
+    # Wilson (1927): (p + z²/2n ± z·sqrt(p(1−p)/n + z²/4n²)) / (1 + z²/n), z = 1.96 for 95%
+    k, n, z = 81, 263, 1.959964
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo, hi = B.wilson(k, n)
+    assert lo == pytest.approx(centre - half, abs=1e-6) and hi == pytest.approx(centre + half, abs=1e-6)

@@ -248,3 +248,35 @@ def test_greedy_rule_by_lookup_equals_plain_unforced_generation(tiny_single, tmp
     cache = control.GenerationCache(tmp_path / "cache0.0.jsonl")
     cache.ensure(control.HFBackend(model, tok), dict(zip(ids, convs)), [(i, t) for i in ids for t in (REFUSE, RESPOND)], 5)
     assert any(cache.lookup(i, REFUSE) != cache.lookup(i, RESPOND) for i in ids)
+
+
+# ------------------------------------------------------------------------------ cache identity and end of turn
+
+
+def test_cache_never_reads_a_row_made_by_another_identity(tiny_single, tmp_path):
+    model, tok, _ = tiny_single
+    convs = {"q0": conversations(1)[0]}
+    backend = control.HFBackend(model, tok, batch_size=2)
+    six = {"model": "tiny", "max_new_tokens": 6, "dtype": "float32"}
+    cache = control.GenerationCache(tmp_path / "cache.jsonl", six)
+    assert cache.ensure(backend, convs, [("q0", REFUSE)], max_new_tokens=6) == 1
+    assert control.GenerationCache(tmp_path / "cache.jsonl", six).entries == cache.entries
+    three = {**six, "max_new_tokens": 3}
+    stale = control.GenerationCache(tmp_path / "cache.jsonl", three)
+    assert stale.entries == {} and stale.stale == 1  # the 6-token row is not read as a 3-token one
+    assert stale.ensure(backend, convs, [("q0", REFUSE)], max_new_tokens=3) == 1  # generated again
+    with pytest.raises(DataError, match="6-token responses"):
+        control.GenerationCache(tmp_path / "other.jsonl", six).ensure(backend, convs, [("q0", REFUSE)], 3)
+    assert control.GenerationCache(tmp_path / "cache.jsonl", {**three, "dtype": "bfloat16"}).entries == {}
+
+
+def test_end_of_turn_is_read_from_the_chat_template():
+    from refusal_tokens.scoring import end_of_turn_ids
+
+    tok = tiny.tiny_tokenizer(CORPUS)
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert end_of_turn_ids(tok) == [im_end]  # ChatML: eos is the end of turn already
+    tok.eos_token = "<unk>"  # a Llama-3-like split: eos differs from the template's end-of-turn token
+    assert end_of_turn_ids(tok) == [tok.convert_tokens_to_ids("<unk>"), im_end]
+    tok.chat_template = None
+    assert end_of_turn_ids(tok) == [tok.convert_tokens_to_ids("<unk>")]

@@ -112,7 +112,8 @@ def test_hub_only_set_offline_is_unavailable_fast(monkeypatch):
 def test_registry_entries_are_complete():
     for name, src in S.SOURCES.items():
         assert src.role in ("train", "eval", "judge"), name
-        assert bool(src.files) != bool(src.hub), name  # exactly one way to obtain it
+        assert [bool(src.files), bool(src.hub), src.built_here].count(True) == 1, name  # exactly one way to obtain it
+        assert not src.built_here or src.parser is not None, name
         for f in src.files:
             assert len(f.sha256) == 64 and f.url.startswith("https://"), (name, f.path)
 

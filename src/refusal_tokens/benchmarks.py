@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -80,16 +79,20 @@ def _rank(seed: int, key: str) -> str:
     return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
 
 
-def stratified(rows: Sequence[Mapping], n: int, seed: int) -> list[Mapping]:
-    """Up to ``n`` rows, round-robin over (should_refuse, category) groups in a seeded order, so that every
-    prefix of the result is itself stratified (the generated subset is the first ``generate`` rows).
+STRATIFY_BY: tuple[str, ...] = ("should_refuse", "category")
+
+
+def stratified(rows: Sequence[Mapping], n: int, seed: int, by: Sequence[str] = STRATIFY_BY) -> list[Mapping]:
+    """Up to ``n`` rows, round-robin over the groups of ``by`` (default (should_refuse, category)) in a seeded
+    order, so that every prefix of the result is itself stratified (the generated subset is the first
+    ``generate`` rows). XSTest uses ``by = (should_refuse, category, subcategory)``: balanced over its prompt types.
 
     The sample is *category-balanced*: each group gets an equal share until it runs out, whatever its share of
     the benchmark (CoCoNot original: safety concerns 39% of prompts, 20% of a 150-prompt sample). A rate on it is
     the unweighted mean over categories, not the benchmark's own rate (README: Deviations)."""
     groups: dict[tuple, list[Mapping]] = defaultdict(list)
     for row in rows:
-        groups[(bool(row["should_refuse"]), row["category"])].append(row)
+        groups[tuple(bool(row[k]) if k == "should_refuse" else str(row[k]) for k in by)].append(row)
     queues = [sorted(g, key=lambda r: _rank(seed, r["id"])) for _, g in sorted(groups.items())]
     out: list[Mapping] = []
     while len(out) < n and any(queues):
@@ -97,6 +100,20 @@ def stratified(rows: Sequence[Mapping], n: int, seed: int) -> list[Mapping]:
             if q and len(out) < n:
                 out.append(q.pop(0))
     return out
+
+
+def weights_fingerprint(folder: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 over each weight file's name, size, first and last MiB: cheap at any model size (8B weights are
+    16 GB), and different for retrained weights in the same folder."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin")):
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}:".encode())
+        with path.open("rb") as f:
+            digest.update(f.read(chunk))
+            f.seek(max(0, size - chunk))
+            digest.update(f.read(chunk))
+    return digest.hexdigest()[:16]
 
 
 def benchmark_rows(source: str, mirror=None) -> list[dict]:
@@ -162,6 +179,10 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
     systems = {name: text for name, text in g.get("system_prompts", {}).items()}
     sys_models, sys_benchmarks = set(g.get("system_prompt_models", ())), set(g.get("system_prompt_benchmarks", ()))
     status, counts, started = {}, {}, time.perf_counter()
+    # what a cached response depends on besides (prompt, first token): a cache made otherwise is never read
+    identity = {"model": model_name, "folder": str(Path(g["models_root"]) / spec["path"]),
+                "weights": weights_fingerprint(folder), "max_new_tokens": int(g["max_new_tokens"]),
+                "dtype": str(dtype).removeprefix("torch.")}
     out = root / g["out"] / model_name
     with atomic_dir(out) as tmp:
         jobs: list[tuple[str, list[dict], int]] = []
@@ -176,7 +197,7 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
             try:
                 source = b.get("source", name)
                 all_rows = loader(source) if loader else benchmark_rows(source, mirror)
-                rows = stratified(all_rows, int(b["score"]), int(g["seed"]))
+                rows = stratified(all_rows, int(b["score"]), int(g["seed"]), b.get("stratify_by", STRATIFY_BY))
             except SourceUnavailable as error:
                 status[name] = f"not run: {error}"
                 continue
@@ -206,7 +227,7 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
                 by_id = {s["id"]: s for s in scores}
                 keys = [(i, t) for i in gen_ids
                         for t in (control.needed_first_tokens(by_id[i], scheme) if scheme != "none" else [control.FREE])]
-                cache = control.GenerationCache(bench / f"cache{suffix}.jsonl")
+                cache = control.GenerationCache(bench / f"cache{suffix}.jsonl", identity)
                 cache.ensure(backend, convs, keys, int(g["max_new_tokens"]))
             status[name] = "ok"
             free_tops = sum(not s.get("top_is_scheme", True) for s in scores) if scheme != "none" else 0
@@ -392,14 +413,14 @@ def load_run(generations: str | os.PathLike, labels: str | os.PathLike, model: s
 
 # ------------------------------------------------------------------------------------------------ statistics
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score 95% interval for k successes in n trials (n = 0 → (0, 1))."""
+def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval (statsmodels ``proportion_confint``) for k successes in n trials (n = 0 → (0, 1))."""
+    from statsmodels.stats.proportion import proportion_confint
+
     if n == 0:
         return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
+    return max(0.0, float(lo)), min(1.0, float(hi))
 
 
 def rate(labels: Sequence[bool | None]) -> dict:

@@ -36,6 +36,9 @@ def source_card(src: Source, records: list[Record] | None, status: str, mirror=N
         lines.append(f"- Notes: {src.notes}")
     lines.append(f"- Status here: {status}")
     lines.append("")
+    if src.built_here:
+        lines += ["Built by this project: the records are written by the source's code (no download, no file), "
+                  "and every row is marked `templated` in its metadata.", ""]
     if src.files:
         lines += ["| file | canonical URL | sha256 |", "|---|---|---|"]
         lines += [f"| `{f.path}` | {f.url} | `{f.sha256}` |" for f in src.files]
@@ -52,6 +55,13 @@ def source_card(src: Source, records: list[Record] | None, status: str, mirror=N
             rows = [{"category": c, "subcategory": "(all)", "should_refuse": f, "rows": n}
                     for (c, f), n in sorted(by_cat.items())]
         lines += [_table(rows, ["category", "subcategory", "should_refuse", "rows"])]
+        if src.built_here:  # a reader should see what was built: the first rows of each side
+            examples = [r for side in (True, False) for r in [x for x in records if x.should_refuse == side][:4]]
+            lines += ["", "Examples:", "", _table([{"prompt": r.prompt, "should_refuse": r.should_refuse,
+                                                    "subcategory": r.subcategory,
+                                                    "response": r.response or "(a safety refusal template)"}
+                                                   for r in examples],
+                                                  ["prompt", "should_refuse", "subcategory", "response"])]
     return "\n".join(lines)
 
 

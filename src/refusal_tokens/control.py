@@ -294,7 +294,7 @@ class HFBackend:
 
     @torch.no_grad()
     def continue_from(self, conversations, first_tokens, max_new_tokens: int) -> list[str]:
-        from .scoring import chat_prompts, left_pad
+        from .scoring import chat_prompts, end_of_turn_ids, left_pad
 
         if len(conversations) != len(first_tokens):
             raise DataError("one first token (or None) per conversation")
@@ -307,6 +307,7 @@ class HFBackend:
         encoded = [ids + ([vocab[t]] if t is not None else [])
                    for ids, t in zip(chat_prompts(tok, conversations), first_tokens)]
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        stops = end_of_turn_ids(tok)
         device = next(self.model.parameters()).device
         batches = length_batches([len(e) for e in encoded], self.batch_size, self.max_tokens)
         if self.progress:
@@ -318,39 +319,49 @@ class HFBackend:
         for batch in batches:
             ids, mask = left_pad([encoded[i] for i in batch], pad)
             out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                                      max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tok.eos_token_id,
+                                      max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=stops,
                                       top_p=None, top_k=None, temperature=None)
             new = out[:, ids.shape[1]:]
             for row, i in enumerate(batch):
                 seq = new[row].tolist()
-                if tok.eos_token_id in seq:
-                    seq = seq[:seq.index(tok.eos_token_id)]
-                self.generated_tokens += len(seq) + (tok.eos_token_id in new[row].tolist())
-                texts[i] = tok.decode(seq, skip_special_tokens=False)
+                end = next((k for k, t in enumerate(seq) if t in stops), None)
+                self.generated_tokens += len(seq) if end is None else end + 1
+                texts[i] = tok.decode(seq if end is None else seq[:end], skip_special_tokens=False)
         return texts
 
 
 class GenerationCache:
     """Responses keyed by (prompt id, first token), in a JSONL file; each key is generated at most once.
 
-    Rows: ``{"id", "first_token", "text"}`` (``first_token`` is the forced token, or ``free``). ``ensure`` generates
-    only the missing keys and rewrites the file atomically.
+    Rows: ``{"id", "first_token", "text", "made_by"}`` (``first_token`` is the forced token, or ``free``;
+    ``made_by`` is the ``identity`` that produced the text: model, ``max_new_tokens``, dtype). A row made by another
+    identity is never read: it counts as missing and is generated again (``stale`` counts them). ``ensure``
+    generates only the missing keys and rewrites the file atomically.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, identity: Mapping[str, object] | None = None):
         self.path = Path(path) if path else None
+        self.identity = dict(identity or {})
         self.entries: dict[tuple[str, str], str] = {}
+        self.stale = 0
         if self.path and self.path.is_file():
             for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
                 try:
                     row = json.loads(line)
-                    self.entries[(row["id"], row["first_token"])] = row["text"]
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    key, text, made_by = (row["id"], row["first_token"]), row["text"], row.get("made_by", {})
+                except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
                     raise DataError(f"{self.path}:{n}: not a generation-cache row ({e})") from None
+                if made_by != self.identity:
+                    self.stale += 1
+                    continue
+                self.entries[key] = text
 
     def ensure(self, backend: Backend, prompts: Mapping[str, Sequence[Mapping[str, str]]],
                keys: Iterable[tuple[str, str]], max_new_tokens: int) -> int:
         """Generate every missing (id, first token) key; returns how many were generated."""
+        if "max_new_tokens" in self.identity and int(self.identity["max_new_tokens"]) != int(max_new_tokens):
+            raise DataError(f"this cache holds {self.identity['max_new_tokens']}-token responses, asked for "
+                            f"{max_new_tokens}: open it with the identity of the run")
         missing = sorted({k for k in keys if k not in self.entries})
         unknown = [i for i, _ in missing if i not in prompts]
         if unknown:
@@ -376,7 +387,8 @@ class GenerationCache:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 for (i, t), text in sorted(self.entries.items()):
-                    f.write(json.dumps({"id": i, "first_token": t, "text": text}, ensure_ascii=False) + "\n")
+                    f.write(json.dumps({"id": i, "first_token": t, "text": text, "made_by": self.identity},
+                                       ensure_ascii=False, sort_keys=True) + "\n")
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -34,13 +34,10 @@ from .errors import DataError
 
 
 def auroc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
-    """sklearn's ROC AUC; None when one class is absent (nothing to separate)."""
-    from sklearn.metrics import roc_auc_score
+    """sklearn's ROC AUC (:func:`refusal_tokens.train.auroc`, labels first); None when one class is absent."""
+    from .train import auroc as train_auroc
 
-    labels = [bool(y) for y in labels]
-    if len(set(labels)) < 2:
-        return None
-    return float(roc_auc_score(labels, list(scores)))
+    return train_auroc(scores, labels)
 
 
 def within_group_auroc(rows: Sequence[Mapping], score_key: str = "p_refusal", group_key: str = "subcategory",

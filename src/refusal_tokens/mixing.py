@@ -7,6 +7,8 @@ answered: CoCoNot-pref ``chosen``, FalseQA true premises) and ``general_share`` 
 
 The paper trains on CoCoNot's SFT split (Hub only). ``primary_sources`` lists it; when none of those can be
 loaded the builder falls back to ``fallback_sources`` (the stand-ins) and says so in the mix card.
+``contrast_sources`` are loaded in either case and feed both pools: the dual-use pairs
+(:mod:`refusal_tokens.dual_use`), whose harmful and harmless sides share a subcategory.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class MixSpec:
     primary_sources: Sequence[str] = ("coconot_train",)
     fallback_sources: Sequence[str] = ()
     general_sources: Sequence[str] = ()
+    contrast_sources: Sequence[str] = ()  # always loaded: rows for both pools (e.g. dual-use pairs)
     fuzzy_threshold: float = 0.8
 
     def __post_init__(self) -> None:
@@ -90,7 +93,7 @@ class MixSpec:
             raise bad("category_weights are all zero but refusals are requested")
         if self.max_response_tokens < 1 or self.max_prompt_tokens < 1:
             raise bad("max_response_tokens and max_prompt_tokens must be ≥ 1")
-        for name in [*self.primary_sources, *self.fallback_sources, *self.general_sources]:
+        for name in [*self.primary_sources, *self.fallback_sources, *self.general_sources, *self.contrast_sources]:
             S.get(name)  # unknown source → DataError
 
 
@@ -114,6 +117,7 @@ def specs_from_params(params: Mapping) -> list[MixSpec]:
     common = {k: params[k] for k in ("size", "category_weights", "contrast_share", "general_share",
                                      "max_response_tokens", "max_prompt_tokens", "val_fraction", "seed",
                                      "primary_sources", "fallback_sources", "general_sources")}
+    common["contrast_sources"] = tuple(params.get("contrast_sources") or ())
     specs = [MixSpec(name=mix_name(p), refusal_proportion=p, **common) for p in proportions]
     for name, overrides in (params.get("extra_mixes") or {}).items():
         if name in {spec.name for spec in specs}:
@@ -175,6 +179,13 @@ def build_pools(spec: MixSpec, index: EvalIndex, mirror=None, cache=None) -> Poo
                 used.append(name)
         if used:
             break  # the fallback stand-ins are only used when no primary source could be loaded
+    for name in spec.contrast_sources:  # on top of primary or fallback: both sides of a contrast pair
+        loaded, status = S.try_load(name, mirror, cache)
+        if loaded is None:
+            unavailable[name] = status
+        else:
+            records += loaded
+            used.append(name)
     general: list[Record] = []
     for name in spec.general_sources:
         loaded, status = S.try_load(name, mirror, cache)

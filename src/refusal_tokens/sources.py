@@ -112,6 +112,7 @@ class Source:
     category_mapping: str = ""  # prose: how the source maps onto CoCoNot's categories
     content_warning: str = ""
     notes: str = ""
+    built_here: bool = False  # written by this project (no file, no Hub id): the parser builds the records
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -472,6 +473,15 @@ def _self_awareness(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
                      True, meta={"ai_answer": seed})
 
 
+def _dual_use(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
+    from . import dual_use
+
+    for pair in dual_use.pairs():
+        yield Record(pair["id"], pair["prompt"], src.name, dual_use.CATEGORY, dual_use.subcategory(pair["kind"]),
+                     pair["should_refuse"], response=pair["answer"],
+                     meta={"templated": "yes", "kind": pair["kind"], "word": pair["word"]})
+
+
 def _alpaca_style(prefix: str, response_key: str = "output") -> Parser:
     def parse(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
         index = 0
@@ -674,6 +684,16 @@ register(Source(
     content_warning=HARM,
     notes="The complement of coconot_original's held-out test part. Stands in for CoCoNot's Hub-only SFT split: "
           "the same prompt distribution, refusals templated by the project instead of written by GPT-4."))
+register(Source(
+    "dual_use_pairs", "Dual-use contrast pairs: one alarming word, harmful vs harmless objects (built here)", "train",
+    "this project: src/refusal_tokens/dual_use.py (hand-written lexicon × 4 sentence frames)", "Apache-2.0 (this project)",
+    (), _dual_use, categories=COCONOT_CATEGORIES,
+    category_mapping="Requests with safety concerns; subcategory 'dual use: <kind>' on both sides (harmful → refuse "
+                     "with the safety templates, harmless → answer with a templated opening)",
+    content_warning="the harmful side names violent and criminal acts",
+    notes="Written for this study without reading XSTest; checked for word 4-gram overlap with XSTest afterwards and "
+          "the close items removed (tests/test_dual_use.py). Stands in for XSTest-like contrast data, which no "
+          "training set in the mirror provides.", built_here=True))
 register(Source(
     "coconot_pref", "CoCoNot contrast preference set (chosen = real answer)", "train",
     f"GitHub {_NONCOMPLIANCE[0]} @ {_NONCOMPLIANCE[1]}", "MIT (Hub copy ODC-BY)",

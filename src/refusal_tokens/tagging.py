@@ -205,6 +205,9 @@ REFUSAL_TEMPLATES: dict[str, tuple[str, ...]] = {
         "safer alternatives.",
     ),
 }
+# The harmful side of the dual-use contrast pairs (refusal_tokens.dual_use) is refused like any dangerous request.
+REFUSAL_TEMPLATES.update({f"dual use: {kind}": REFUSAL_TEMPLATES["dangerous or sensitive topics"]
+                          for kind in ("word sense", "safe target", "safe context", "definition", "history")})
 
 
 def _choice(seed: int, key: str, n: int) -> int:

@@ -263,21 +263,13 @@ def fit_length(rows: Sequence[Mapping], tokenizer, max_length: int) -> tuple[lis
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
-    """Area under the ROC curve (ties count half); None when one class is absent."""
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
-    if not pos or not neg:
+    """Area under the ROC curve (scikit-learn ``roc_auc_score``; ties count half); None when one class is absent."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = [bool(y) for y in labels]
+    if len(set(labels)) < 2:
         return None
-    ranked = sorted([(s, 1) for s in pos] + [(s, 0) for s in neg])
-    rank_sum, i = 0.0, 0
-    while i < len(ranked):
-        j = i
-        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
-            j += 1
-        average_rank = (i + j + 1) / 2  # ranks i+1 … j
-        rank_sum += average_rank * sum(flag for _, flag in ranked[i:j])
-        i = j
-    return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+    return float(roc_auc_score(labels, list(scores)))
 
 
 def category_auroc(per_row: Sequence[Mapping]) -> dict[str, float | None]:
