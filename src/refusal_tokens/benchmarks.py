@@ -433,10 +433,10 @@ def rate(labels: Sequence[bool | None]) -> dict:
 
 
 def f1_score(pred: Sequence[bool], gold: Sequence[bool]) -> float:
-    tp = sum(p and g for p, g in zip(pred, gold))
-    fp = sum(p and not g for p, g in zip(pred, gold))
-    fn = sum(g and not p for p, g in zip(pred, gold))
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    """F1 with refusal as the positive class (scikit-learn); 0 when nothing is both predicted and true."""
+    from sklearn.metrics import f1_score as sk_f1
+
+    return float(sk_f1([bool(g) for g in gold], [bool(p) for p in pred], zero_division=0.0))
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
