@@ -111,11 +111,6 @@ def test_wide_table_says_not_run_never_a_number():
 
 
 def test_report_helpers(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n## Deviations from the paper\n\n| a | b |\n\n## Layout\nz\n")
-    assert R.readme_section(readme, "Deviations from the paper") == "| a | b |"
-    with pytest.raises(DataError, match="no '## Nope' section"):
-        R.readme_section(readme, "Nope")
     lock = tmp_path / "dvc.lock"
     lock.write_text("schema: '2.0'\nstages:\n  s:\n    cmd: x\n    outs:\n    - path: a/b\n      md5: 0123456789abcdef\n")
     assert R.lock_hashes(lock) == [{"stage": "s", "output": "a/b", "md5": "0123456789ab"}]
