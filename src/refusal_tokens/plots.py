@@ -13,12 +13,32 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+SIDES = {True: ("#c44e52", "original (should refuse)"), False: ("#4c72b0", "contrast (should answer)")}
+
 
 def _save(fig, path: str | os.PathLike | None):
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})  # byte-stable PNGs
     return fig
+
+
+def _panels(n: int, width: float = 3.6, height: float = 2.8, columns: int = 3):
+    """A figure of ``n`` panels, ``columns`` to a row, axes shared; returns (fig, axes[rows, cols])."""
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    return plt.subplots(rows, columns, figsize=(width * columns, height * rows), sharex=True, sharey=True,
+                        squeeze=False)
+
+
+def _label_panels(axes, n: int, xlabel: str, ylabel: str) -> None:
+    """Hide the unused panels; x labels on the bottom row, y labels on the first column."""
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
 
 
 def category_mix(composition: pd.DataFrame, path: str | os.PathLike | None = None):
@@ -209,11 +229,8 @@ def rate_vs_threshold_panels(frame: pd.DataFrame, chosen: dict[str, float], path
     bands, and the thresholds chosen on validation marked. ``frame``: ``calibration.token_rates`` output with a
     ``threshold`` column; ``chosen``: label → threshold."""
     groups = sorted(frame["group"].unique())
-    columns = min(3, len(groups))
-    rows = -(-len(groups) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows), sharex=True, sharey=True,
-                             squeeze=False)
-    styles = {True: ("#c44e52", "original (should refuse)"), False: ("#4c72b0", "contrast (should answer)")}
+    fig, axes = _panels(len(groups), height=2.9)
+    styles = SIDES
     for ax, group in zip(axes.flat, groups):
         part = frame[frame["group"] == group]
         for should_refuse, (colour, label) in styles.items():
@@ -229,21 +246,13 @@ def rate_vs_threshold_panels(frame: pd.DataFrame, chosen: dict[str, float], path
             ax.axvline(t, color="grey", ls="--", lw=0.8)
         ax.set_title(group, fontsize=9)
         ax.set_ylim(-0.02, 1.02)
-    for ax in axes.flat[len(groups):]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("threshold t")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("token refusal rate")
+    _label_panels(axes, len(groups), "threshold t", "token refusal rate")
     handles, labels = max((ax.get_legend_handles_labels() for ax in axes.flat), key=lambda hl: len(hl[1]))
     marks = ", ".join(f"{k} t = {v:g}" for k, v in chosen.items())
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1.06), ncol=2, frameon=False,
                title=f"dashed: thresholds chosen on validation ({marks})")
     fig.tight_layout()
     return _save(fig, path)
-
-
-SIDES = {True: ("#c44e52", "original (should refuse)"), False: ("#4c72b0", "contrast (should answer)")}
 
 
 def front(curves: pd.DataFrame, points: pd.DataFrame, path: str | os.PathLike | None = None):
@@ -300,10 +309,7 @@ def control_curves(curves: pd.DataFrame, chosen_base: float, path: str | os.Path
     raised = list(dict.fromkeys(curves["raised"]))
     original = curves[curves["should_refuse"]]
     colours = dict(zip(raised, sns.color_palette("tab10")))
-    columns = min(3, len(raised))
-    rows = -(-len(raised) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows), sharex=True, sharey=True,
-                             squeeze=False)
+    fig, axes = _panels(len(raised))
     for ax, category in zip(axes.flat, raised):
         part = original[original["raised"] == category]
         for group, line in part.groupby("group", sort=False):
@@ -315,12 +321,7 @@ def control_curves(curves: pd.DataFrame, chosen_base: float, path: str | os.Path
                                 alpha=0.15, lw=0)
         ax.set_title(f"raise: {category}", fontsize=9)
         ax.set_ylim(-0.02, 1.02)
-    for ax in axes.flat[len(raised):]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("raised token's threshold t")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("token refusal rate")
+    _label_panels(axes, len(raised), "raised token's threshold t", "token refusal rate")
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=colours[c], lw=1.6, label=c) for c in raised]
@@ -337,10 +338,7 @@ def p_refusal_ecdf(frame: pd.DataFrame, path: str | os.PathLike | None = None, f
     import numpy as np
 
     groups = sorted(frame["category"].unique())
-    columns = min(3, len(groups))
-    rows = -(-len(groups) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows), sharex=True, sharey=True,
-                             squeeze=False)
+    fig, axes = _panels(len(groups))
     for ax, group in zip(axes.flat, groups):
         part = frame[frame["category"] == group]
         for should_refuse, (colour, label) in SIDES.items():
@@ -354,11 +352,6 @@ def p_refusal_ecdf(frame: pd.DataFrame, path: str | os.PathLike | None = None, f
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(group, fontsize=9)
         ax.legend(fontsize=6, loc="upper left")
-    for ax in axes.flat[len(groups):]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("p(refusal) at the first response position")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("share of prompts ≤ x")
+    _label_panels(axes, len(groups), "p(refusal) at the first response position", "share of prompts ≤ x")
     fig.tight_layout()
     return _save(fig, path)
