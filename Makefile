@@ -18,7 +18,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: study test venv clean-smoke
+.PHONY: study study-gpu test venv clean-smoke
 
 venv: $(STAMP)
 
@@ -39,6 +39,11 @@ $(MODEL_STAMP): $(STAMP)
 
 study: $(STAMP) $(MODEL_STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+# The GPU profile (configs/gpu.overrides) as one DVC experiment: needs a CUDA build of torch and one GPU.
+study-gpu: $(STAMP) $(MODEL_STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc exp run --name gpu-profile \
+		$$(grep -v '^\s*#' configs/gpu.overrides | grep . | sed 's/^/-S /')
 
 test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest

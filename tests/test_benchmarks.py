@@ -111,11 +111,6 @@ def test_wide_table_says_not_run_never_a_number():
 
 
 def test_report_helpers(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n## Deviations from the paper\n\n| a | b |\n\n## Layout\nz\n")
-    assert R.readme_section(readme, "Deviations from the paper") == "| a | b |"
-    with pytest.raises(DataError, match="no '## Nope' section"):
-        R.readme_section(readme, "Nope")
     lock = tmp_path / "dvc.lock"
     lock.write_text("schema: '2.0'\nstages:\n  s:\n    cmd: x\n    outs:\n    - path: a/b\n      md5: 0123456789abcdef\n")
     assert R.lock_hashes(lock) == [{"stage": "s", "output": "a/b", "md5": "0123456789ab"}]
@@ -256,3 +251,42 @@ def test_wilson_equals_the_closed_form():
     centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     lo, hi = B.wilson(k, n)
     assert lo == pytest.approx(centre - half, abs=1e-6) and hi == pytest.approx(centre + half, abs=1e-6)
+
+
+def test_control_matrix_columns_follow_the_rows_so_the_diagonal_is_the_diagonal():
+    prompts = [{"id": "s", "category": SAFETY, "should_refuse": True},
+               {"id": "i", "category": INCOMPLETE, "should_refuse": True},
+               {"id": "c", "category": INCOMPLETE, "should_refuse": False}]
+    scores = {"s": category_scores({SAFETY: 0.7}, 0.3), "i": category_scores({INCOMPLETE: 0.6}, 0.4),
+              "c": category_scores({INCOMPLETE: 0.2}, 0.8)}
+    m = C.category_control_matrix(prompts, scores, base=0.5, raised=0.9)
+    # rows in CATEGORY_TOKENS order (Incomplete before Safety); original-prompt columns first, in the same order
+    assert list(m.columns) == [f"{INCOMPLETE} (orig)", f"{SAFETY} (orig)", f"{INCOMPLETE} (contrast)"]
+
+
+def test_category_control_curves_by_hand():
+    prompts = [{"id": "s", "category": SAFETY, "should_refuse": True},
+               {"id": "i", "category": INCOMPLETE, "should_refuse": True}]
+    scores = {"s": category_scores({SAFETY: 0.7}, 0.3), "i": category_scores({INCOMPLETE: 0.6}, 0.4)}
+    curves = C.category_control_curves(prompts, scores, base=0.5, thresholds=[0.0, 0.65, 1.0])
+    own = curves[(curves["raised"] == INCOMPLETE) & (curves["group"] == INCOMPLETE)].set_index("threshold")["rate"]
+    other = curves[(curves["raised"] == INCOMPLETE) & (curves["group"] == SAFETY)].set_index("threshold")["rate"]
+    # p(incomplete token) = 0.6: refused at t = 0 only; the safety prompt (0.7 ≥ base 0.5) never moves
+    assert own.to_dict() == {0.0: 1.0, 0.65: 0.0, 1.0: 0.0} and other.to_dict() == {0.0: 1.0, 0.65: 1.0, 1.0: 1.0}
+    assert set(curves["raised"]) == set(CATEGORY_TOKENS)
+
+
+def test_refuse_everything_f1_by_hand():
+    # π = 3/5 should be refused: precision 0.6, recall 1 → F1 = 2·0.6/1.6 = 0.75
+    df = frame([0.9, 0.8, 0.4], [0.6, 0.2])
+    assert C.refuse_everything_f1(df) == pytest.approx(0.75)
+    assert C.f1_curve(df, [0.0]).loc[0, "f1"] == pytest.approx(0.75)  # t = 0 refuses everything
+
+
+def test_own_dial_range_finds_a_dead_dial():
+    # the safety prompt's most likely category token is Incomplete's: raising Safety's threshold changes nothing
+    prompts = [{"id": "s", "category": SAFETY, "should_refuse": True},
+               {"id": "i", "category": INCOMPLETE, "should_refuse": True}]
+    scores = {"s": category_scores({INCOMPLETE: 0.5, SAFETY: 0.2}, 0.3), "i": category_scores({INCOMPLETE: 0.6}, 0.4)}
+    ranges = C.own_dial_range(C.category_control_curves(prompts, scores, base=0.5, thresholds=[0.0, 0.5, 1.0]))
+    assert ranges[SAFETY] == 0.0 and ranges[INCOMPLETE] == 1.0

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from refusal_tokens import tagging as T
@@ -68,3 +70,28 @@ def test_answer_without_response_is_rejected():
 def test_unknown_subcategory_template():
     with pytest.raises(DataError, match="no refusal templates"):
         T.write_response(rec(sub="mystery", response=None), 0)
+
+
+def test_a_base_model_without_a_chat_template_gets_one_from_params(tmp_path):
+    """The paper's base models (Llama-3-8B, Gemma 3 base) ship no chat template: params name one (here llama3),
+    and the conversational path then works; without one, a clear error."""
+    from transformers import AutoTokenizer
+
+    from refusal_tokens import models, tiny
+    from refusal_tokens.errors import DataError
+    from refusal_tokens.scoring import chat_prompts
+
+    base = tiny.save_tiny_base(tmp_path / "base", [f"question {i} answer" for i in range(40)])
+    config = base / "tokenizer_config.json"
+    data = json.loads(config.read_text())
+    data.pop("chat_template", None)
+    config.write_text(json.dumps(data))
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    params = {"source": "local", "local_path": str(base)}
+    assert not AutoTokenizer.from_pretrained(base).chat_template  # a template-less tokenizer, as a base model's
+    with pytest.raises(DataError, match="no chat template"):
+        models.load_base(params)
+    _, tok, _ = models.load_base({**params, "chat_template": "llama3"})
+    ids = chat_prompts(tok, [[{"role": "user", "content": "hi"}]])[0]
+    text = tok.decode(ids)
+    assert text.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n") and "hi<|eot_id|>" in text

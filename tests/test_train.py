@@ -267,3 +267,24 @@ def test_bf16_training_keeps_fp32_master_weights_so_small_updates_land(setup, tm
     after = AutoModelForCausalLM.from_pretrained(tmp_path / "out").get_decoder().layers[0].mlp.up_proj.weight
     moved = (after != before).float().mean().item()
     assert moved > 0.9  # in bf16 parameters, an Adam step of ≈2e-5 leaves most weights where they were
+
+
+def test_gpu_profile_overrides_name_existing_params():
+    """configs/gpu.overrides (make study-gpu) may only override keys params.yaml has, with values of their type."""
+    import yaml
+
+    from refusal_tokens.notebook import project_root
+
+    root = project_root()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    lines = [line.strip() for line in (root / "configs" / "gpu.overrides").read_text().splitlines()]
+    overrides = [line for line in lines if line and not line.startswith("#")]
+    assert any(o.startswith("train.common.device=cuda") for o in overrides)
+    for line in overrides:
+        key, value = line.split("=", 1)
+        node = params
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"{key}: not in params.yaml"
+            node = node[part]
+        new = yaml.safe_load(value)
+        assert type(new) is type(node) or {type(new), type(node)} <= {int, float}, (key, node, new)

@@ -126,7 +126,8 @@ def choose_thresholds(validation: pd.DataFrame, thresholds: Sequence[float], str
 def category_control_matrix(prompts: Sequence[Mapping], scores: Mapping[str, Mapping], base: float,
                             raised: float) -> pd.DataFrame:
     """Raise one category token's threshold at a time (others stay at ``base``): change in every category's
-    token refusal rate (rows: raised category; columns: measured category), category scheme."""
+    token refusal rate (rows: raised category; columns: measured category), category scheme. Columns come in the
+    rows' order, original prompts first, so the first square block's diagonal is each dial's own category."""
     baseline = token_rates(prompts, scores, "category", [Setting("base", "threshold", base)])
     base_rate = baseline.set_index(["group", "should_refuse"])["rate"]
     rows = []
@@ -135,7 +136,90 @@ def category_control_matrix(prompts: Sequence[Mapping], scores: Mapping[str, Map
         changed = token_rates(prompts, scores, "category", [setting]).set_index(["group", "should_refuse"])["rate"]
         rows.append({"raised": category, **{f"{g} ({'orig' if y else 'contrast'})": changed[(g, y)] - base_rate[(g, y)]
                                             for (g, y) in changed.index}})
-    return pd.DataFrame(rows).set_index("raised")
+    matrix = pd.DataFrame(rows).set_index("raised")
+    order = [f"{c} ({side})" for side in ("orig", "contrast") for c in CATEGORY_TOKENS]
+    return matrix[[c for c in order if c in matrix.columns] + [c for c in matrix.columns if c not in order]]
+
+
+def category_control_curves(prompts: Sequence[Mapping], scores: Mapping[str, Mapping], base: float,
+                            thresholds: Sequence[float]) -> pd.DataFrame:
+    """The category-independence picture: raise one category token's threshold over ``thresholds`` (the others
+    stay at ``base``) and measure every category's token refusal rate. Rows: raised, threshold, group,
+    should_refuse, rate, ci_low, ci_high, n (category scheme)."""
+    parts = [token_rates(prompts, scores, "category",
+                         [Setting(f"raise {category} to {t:g}", "threshold", {category: float(t)},
+                                  default_threshold=base)]).assign(raised=category, threshold=float(t))
+             for category in CATEGORY_TOKENS for t in thresholds]
+    return pd.concat(parts, ignore_index=True)
+
+
+def refuse_everything_f1(df: pd.DataFrame) -> float:
+    """F1 of the rule that refuses every prompt: precision = the share π that should be refused, recall 1, so
+    F1 = 2π / (1 + π). A threshold is only worth choosing if it beats this line."""
+    share = float(df["should_refuse"].mean())
+    return 2 * share / (1 + share)
+
+
+def _rates_by_label(rows: pd.DataFrame) -> dict:
+    return {bool(r["should_refuse"]): r for _, r in rows.iterrows()}
+
+
+def _front_point(label: str, kind: str, judge: str, by_label: Mapping[bool, Mapping]) -> dict:
+    refuse, answer = by_label[True], by_label[False]
+    return {"label": label, "kind": kind, "judge": judge,
+            "tpr": refuse["rate"], "tpr_low": refuse["ci_low"], "tpr_high": refuse["ci_high"], "n_refuse": refuse["n"],
+            "fpr": answer["rate"], "fpr_low": answer["ci_low"], "fpr_high": answer["ci_high"], "n_answer": answer["n"]}
+
+
+def _token_point(label: str, prompts: Sequence[Mapping], scores: Mapping[str, Mapping], scheme: str,
+                 setting: Setting) -> dict:
+    rates = token_rates(prompts, scores, scheme, [setting], by=None)
+    return _front_point(label, "token setting", "token", _rates_by_label(rates))
+
+
+def tradeoff_front(generations, labels, schemes: Mapping[str, str], thresholds: Sequence[float], text_judge: str,
+                   baseline_models: Sequence[str] = (), prompt_baseline_models: Sequence[str] = (),
+                   reference_models: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The trade-off front on CoCoNot (original = should refuse, contrast = should answer).
+
+    Returns ``(curves, points, aurocs)``: ``curves`` (model, fpr, tpr) holds each token model's full threshold
+    sweep twice, read from the token over every scored prompt and judged from the text of the generated prompts
+    (like-for-like with the baselines, which only have text); ``points`` holds the greedy token decisions, the
+    models retrained on a refusal share, the system-prompt variants and the reference models (e.g. the base
+    model), each with Wilson 95% intervals on both axes; ``aurocs`` the token models' AUROC."""
+    judges = [text_judge, "token"]
+    curves, points, aurocs = [], [], {}
+    for model, scheme in schemes.items():
+        run = coconot_run(generations, labels, model, judges)
+        roc = roc_points(frame(run["prompts"], run["scores"], scheme))
+        aurocs[model] = roc["auroc"]
+        curves.append(pd.DataFrame({"model": f"{model}: token sweep (AUROC {roc['auroc']:.2f})", "fpr": roc["fpr"],
+                                    "tpr": roc["tpr"], "judge": "token"}))
+        points.append(_token_point(f"{model}: greedy token", run["prompts"], run["scores"], scheme, Setting("argmax")))
+        generated = [p for p in run["prompts"] if p["generate"]]
+        sweep = [judged_rates(run, scheme, Setting("t", "threshold", t), text_judge).set_index("should_refuse")["rate"]
+                 for t in thresholds]
+        curves.append(pd.DataFrame({"model": f"{model}: {text_judge} judge on {len(generated)} generated",
+                                    "fpr": [r[False] for r in sweep], "tpr": [r[True] for r in sweep],
+                                    "judge": text_judge}))
+    for model in baseline_models:
+        by = _rates_by_label(judged_rates(coconot_run(generations, labels, model, judges), "none", None, text_judge))
+        points.append(_front_point(f"{model}: retrained on a refusal share", "retrained", text_judge, by))
+    for model in prompt_baseline_models:
+        for variant in (".sys-more", ".sys-less"):
+            run = coconot_run(generations, labels, model, judges, variant)
+            label = f"{model}: system prompt '{variant[5:]}'"
+            if model in schemes:  # a token model under a system prompt answers through its token (generated prefix)
+                scored = [p for p in run["prompts"] if p["id"] in run["scores"]]
+                point = _token_point(label, scored, run["scores"], schemes[model], Setting("argmax"))
+            else:
+                point = _front_point(label, "system prompt", text_judge,
+                                     _rates_by_label(judged_rates(run, "none", None, text_judge)))
+            points.append({**point, "kind": "system prompt"})
+    for model in reference_models:
+        by = _rates_by_label(judged_rates(coconot_run(generations, labels, model, judges), "none", None, text_judge))
+        points.append(_front_point(f"{model} (no SFT of ours)", "reference", text_judge, by))
+    return pd.concat(curves, ignore_index=True), pd.DataFrame(points), aurocs
 
 
 def consistency(run: Mapping, judge: str) -> dict:
@@ -171,3 +255,11 @@ def top_category_agreement(prompts: Sequence[Mapping], scores: Mapping[str, Mapp
         raise DataError("no refusal prompts with a CoCoNot category")
     return sum(refusal_token(scores[p["id"]], "category") == CATEGORY_TOKENS[p["category"]] for p in rows) / len(rows)
 
+
+
+def own_dial_range(curves: pd.DataFrame) -> dict[str, float]:
+    """Per raised category: how far its own token refusal rate on original prompts moves over the whole threshold
+    range (max − min, in rate units). 0 means a dead dial: the category's token is never the most likely, so no
+    threshold of it changes a decision (``curves``: :func:`category_control_curves` output)."""
+    own = curves[(curves["raised"] == curves["group"]) & curves["should_refuse"]]
+    return {category: float(part["rate"].max() - part["rate"].min()) for category, part in own.groupby("raised")}

@@ -165,37 +165,30 @@ class Pools:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
-def build_pools(spec: MixSpec, index: EvalIndex, mirror=None, cache=None) -> Pools:
-    unavailable: dict[str, str] = {}
+def _load_sources(names: Sequence[str], used: list[str], unavailable: dict[str, str], mirror, cache) -> list[Record]:
+    """Every record of the sources that load; the others are recorded in ``unavailable`` with the reason."""
     records: list[Record] = []
-    used: list[str] = []
-    for group in (spec.primary_sources, spec.fallback_sources):
-        for name in group:
-            loaded, status = S.try_load(name, mirror, cache)
-            if loaded is None:
-                unavailable[name] = status
-            else:
-                records += loaded
-                used.append(name)
-        if used:
-            break  # the fallback stand-ins are only used when no primary source could be loaded
-    for name in spec.contrast_sources:  # on top of primary or fallback: both sides of a contrast pair
+    for name in names:
         loaded, status = S.try_load(name, mirror, cache)
         if loaded is None:
             unavailable[name] = status
         else:
             records += loaded
             used.append(name)
-    general: list[Record] = []
-    for name in spec.general_sources:
-        loaded, status = S.try_load(name, mirror, cache)
-        if loaded is None:
-            unavailable[name] = status
-        else:
-            general += loaded
-            used.append(name)
+    return records
+
+
+def build_pools(spec: MixSpec, index: EvalIndex, mirror=None, cache=None) -> Pools:
+    unavailable: dict[str, str] = {}
+    used: list[str] = []
+    records = _load_sources(spec.primary_sources, used, unavailable, mirror, cache)
+    if not records:  # the fallback stand-ins are only used when no primary source could be loaded
+        records = _load_sources(spec.fallback_sources, used, unavailable, mirror, cache)
     if not records and spec.refusal_proportion > 0:
         raise DataError(f"mix {spec.name!r}: no refusal source could be loaded: {unavailable}")
+    # on top of primary or fallback: both sides of a contrast pair
+    records += _load_sources(spec.contrast_sources, used, unavailable, mirror, cache)
+    general = _load_sources(spec.general_sources, used, unavailable, mirror, cache)
     return make_pools(records + general, spec, index, used, unavailable)
 
 

@@ -51,6 +51,32 @@ def locate_package_file(package: str, version: str, relative: str) -> Path:
     return path
 
 
+# Chat formats a base model (no chat template of its own) can be given by name in ``model.chat_template``; any
+# other value is used as a Jinja template. llama3: Meta's Llama-3 instruct format (the paper's Refuse-Llama is
+# Llama-3-8B *base* fine-tuned in a chat format); chatml: the <|im_start|> format SmolLM2 uses.
+CHAT_TEMPLATES: dict[str, str] = {
+    "llama3": (
+        "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>"
+        "\n\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
+        "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    ),
+    "chatml": (
+        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'"
+        " + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    ),
+}
+
+
+def apply_chat_template_choice(tokenizer, choice: str | None) -> None:
+    """Set the tokenizer's chat template from ``model.chat_template`` (a name in CHAT_TEMPLATES or a Jinja
+    string); a tokenizer left without any template is an error, named here rather than deep inside TRL."""
+    if choice:
+        tokenizer.chat_template = CHAT_TEMPLATES.get(choice, choice)
+    if not tokenizer.chat_template:
+        raise DataError("the base model's tokenizer has no chat template (a base model, e.g. Llama-3-8B or Gemma 3 "
+                        f"base): set model.chat_template to one of {sorted(CHAT_TEMPLATES)} or a Jinja template")
+
+
 def load_base(params: Mapping) -> tuple[object, object, dict]:
     """Load the configured base model and tokenizer in float32; returns (model, tokenizer, provenance)."""
     import torch
@@ -87,6 +113,7 @@ def load_base(params: Mapping) -> tuple[object, object, dict]:
             raise DataError(f"tokenizer {name} is {getattr(tokenizer, name)!r}, expected {expected!r}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    apply_chat_template_choice(tokenizer, params.get("chat_template"))
     if params.get("strip_default_system_prompt") and tokenizer.chat_template:
         if _SMOLLM_DEFAULT_SYSTEM not in tokenizer.chat_template:
             raise DataError("strip_default_system_prompt: the chat template has no known default system prompt")

@@ -13,12 +13,32 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+SIDES = {True: ("#c44e52", "original (should refuse)"), False: ("#4c72b0", "contrast (should answer)")}
+
 
 def _save(fig, path: str | os.PathLike | None):
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})  # byte-stable PNGs
     return fig
+
+
+def _panels(n: int, width: float = 3.6, height: float = 2.8, columns: int = 3):
+    """A figure of ``n`` panels, ``columns`` to a row, axes shared; returns (fig, axes[rows, cols])."""
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    return plt.subplots(rows, columns, figsize=(width * columns, height * rows), sharex=True, sharey=True,
+                        squeeze=False)
+
+
+def _label_panels(axes, n: int, xlabel: str, ylabel: str) -> None:
+    """Hide the unused panels; x labels on the bottom row, y labels on the first column."""
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
 
 
 def category_mix(composition: pd.DataFrame, path: str | os.PathLike | None = None):
@@ -209,11 +229,8 @@ def rate_vs_threshold_panels(frame: pd.DataFrame, chosen: dict[str, float], path
     bands, and the thresholds chosen on validation marked. ``frame``: ``calibration.token_rates`` output with a
     ``threshold`` column; ``chosen``: label → threshold."""
     groups = sorted(frame["group"].unique())
-    columns = min(3, len(groups))
-    rows = -(-len(groups) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows), sharex=True, sharey=True,
-                             squeeze=False)
-    styles = {True: ("#c44e52", "original (should refuse)"), False: ("#4c72b0", "contrast (should answer)")}
+    fig, axes = _panels(len(groups), height=2.9)
+    styles = SIDES
     for ax, group in zip(axes.flat, groups):
         part = frame[frame["group"] == group]
         for should_refuse, (colour, label) in styles.items():
@@ -229,15 +246,112 @@ def rate_vs_threshold_panels(frame: pd.DataFrame, chosen: dict[str, float], path
             ax.axvline(t, color="grey", ls="--", lw=0.8)
         ax.set_title(group, fontsize=9)
         ax.set_ylim(-0.02, 1.02)
-    for ax in axes.flat[len(groups):]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("threshold t")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("token refusal rate")
+    _label_panels(axes, len(groups), "threshold t", "token refusal rate")
     handles, labels = max((ax.get_legend_handles_labels() for ax in axes.flat), key=lambda hl: len(hl[1]))
     marks = ", ".join(f"{k} t = {v:g}" for k, v in chosen.items())
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1.06), ncol=2, frameon=False,
                title=f"dashed: thresholds chosen on validation ({marks})")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def front(curves: pd.DataFrame, points: pd.DataFrame, path: str | os.PathLike | None = None):
+    """The trade-off front: each token model's full threshold sweep as a connected line (x: refusal where it
+    should answer, y: refusal where it should refuse), every other model or setting as a point with Wilson 95%
+    intervals on both axes (``calibration.tradeoff_front``). Up and to the left is better."""
+    fig, ax = plt.subplots(figsize=(6.2, 4.8))
+    for (model, judge), part in curves.groupby(["model", "judge"], sort=False):
+        ax.plot(part["fpr"], part["tpr"], drawstyle="steps-post" if judge == "token" else "default",
+                ls="-" if judge == "token" else "--", marker=None if judge == "token" else ".", lw=1.4, label=model)
+    markers = {"token setting": "o", "retrained": "s", "system prompt": "^", "reference": "*"}
+    for (_, row), colour in zip(points.iterrows(), sns.color_palette("tab10", len(points))):
+        ax.errorbar(row["fpr"], row["tpr"], xerr=[[row["fpr"] - row["fpr_low"]], [row["fpr_high"] - row["fpr"]]],
+                    yerr=[[row["tpr"] - row["tpr_low"]], [row["tpr_high"] - row["tpr"]]], fmt=markers.get(row["kind"], "o"),
+                    ms=9 if row["kind"] == "reference" else 6, color=colour, ecolor=colour, elinewidth=0.8, capsize=2,
+                    label=f"{row['label']} ({row['judge']})", zorder=3)
+    ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1)
+    ax.set(xlabel="refusal rate where it should answer (CoCoNot contrast)",
+           ylabel="refusal rate where it should refuse (CoCoNot original)", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def threshold_metrics(curve: pd.DataFrame, refuse_everything: dict[str, float], path: str | os.PathLike | None = None):
+    """TPR and FPR vs threshold on one axis, F1 vs threshold below it with the refuse-everything F1 as a dashed
+    line; one column per split. ``curve``: ``calibration.f1_curve`` rows with ``model`` and ``split`` columns;
+    ``refuse_everything``: split → F1 of refusing every prompt."""
+    splits = list(dict.fromkeys(curve["split"]))
+    fig, axes = plt.subplots(2, len(splits), figsize=(4.2 * len(splits), 5.4), sharex=True, squeeze=False)
+    colours = dict(zip(dict.fromkeys(curve["model"]), sns.color_palette("tab10")))
+    for col, split in enumerate(splits):
+        top, bottom = axes[0, col], axes[1, col]
+        for model, part in curve[curve["split"] == split].groupby("model", sort=False):
+            part = part.sort_values("threshold")
+            top.plot(part["threshold"], part["tpr"], color=colours[model], label=f"{model}: TPR")
+            top.plot(part["threshold"], part["fpr"], color=colours[model], ls="--", label=f"{model}: FPR")
+            bottom.plot(part["threshold"], part["f1"], color=colours[model], marker="o", ms=2.5, label=model)
+        bottom.axhline(refuse_everything[split], color="black", ls=":", lw=1.2,
+                       label=f"refuse everything (F1 {refuse_everything[split]:.2f})")
+        top.set(title=split, ylabel="rate" if col == 0 else "", ylim=(-0.02, 1.02))
+        bottom.set(xlabel="threshold t", ylabel="F1 (refusal = positive)" if col == 0 else "", ylim=(-0.02, 1.02))
+        bottom.legend(fontsize=7, loc="lower left")
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def control_curves(curves: pd.DataFrame, chosen_base: float, path: str | os.PathLike | None = None):
+    """Category independence: one panel per category token whose threshold is raised (the others stay at
+    ``chosen_base``); in it, every category's token refusal rate on prompts that should be refused. The raised
+    category's own line is thick; a working, independent dial moves only that line.
+    ``curves``: ``calibration.category_control_curves`` output."""
+    raised = list(dict.fromkeys(curves["raised"]))
+    original = curves[curves["should_refuse"]]
+    colours = dict(zip(raised, sns.color_palette("tab10")))
+    fig, axes = _panels(len(raised))
+    for ax, category in zip(axes.flat, raised):
+        part = original[original["raised"] == category]
+        for group, line in part.groupby("group", sort=False):
+            own = group == category
+            ax.plot(line["threshold"], line["rate"], color=colours.get(group, "grey"), lw=2.6 if own else 1.0,
+                    alpha=1.0 if own else 0.7, label=group)
+            if own:
+                ax.fill_between(line["threshold"], line["ci_low"], line["ci_high"], color=colours.get(group, "grey"),
+                                alpha=0.15, lw=0)
+        ax.set_title(f"raise: {category}", fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+    _label_panels(axes, len(raised), "raised token's threshold t", "token refusal rate")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[c], lw=1.6, label=c) for c in raised]
+    fig.tight_layout()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False,
+               title=f"refusal rate per category (original prompts); other tokens' thresholds stay at {chosen_base:g}")
+    return _save(fig, path)
+
+
+def p_refusal_ecdf(frame: pd.DataFrame, path: str | os.PathLike | None = None, floor: float = 1e-6):
+    """Per category, the empirical CDF of p(refusal) on prompts that should be refused and on prompts that should
+    be answered, on a log axis (probabilities pile up near 0). Separated curves = a token that separates;
+    overlapping curves = no threshold can. Values below ``floor`` are drawn at ``floor``."""
+    import numpy as np
+
+    groups = sorted(frame["category"].unique())
+    fig, axes = _panels(len(groups))
+    for ax, group in zip(axes.flat, groups):
+        part = frame[frame["category"] == group]
+        for should_refuse, (colour, label) in SIDES.items():
+            values = np.sort(np.clip(part.loc[part["should_refuse"] == should_refuse, "p_refusal"], floor, 1.0))
+            if len(values):  # the curve starts at (floor, 0) and ends at (1, 1): full decades on every panel
+                xs = np.concatenate([[floor], values, [1.0]])
+                ys = np.concatenate([[0.0], np.arange(1, len(values) + 1) / len(values), [1.0]])
+                ax.step(xs, ys, where="post", color=colour, label=f"{label}, n={len(values)}")
+        ax.set_xscale("log")
+        ax.set_xlim(floor, 1.0)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(group, fontsize=9)
+        ax.legend(fontsize=6, loc="upper left")
+    _label_panels(axes, len(groups), "p(refusal) at the first response position", "share of prompts ≤ x")
     fig.tight_layout()
     return _save(fig, path)

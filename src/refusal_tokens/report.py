@@ -1,7 +1,10 @@
-"""The study report (notebook 05 → ``reports/README.md``): provenance, the table, the figures, the deviations.
+"""The study report (notebook 05 → ``reports/README.md``): findings, provenance, the table, the figures.
 
-Pure readers of files other stages wrote: package versions, ``dvc.lock`` output hashes, stage durations recorded
-by the stages themselves, the README's Deviations section (one source of truth), and the figure captions.
+Pure readers of files other stages wrote: ``reports/metrics/*.json``, ``reports/benchmark_table.md``, package
+versions, ``dvc.lock`` output hashes, stage durations recorded by the stages themselves, and the figure captions.
+Every number in the report is formatted from one of those files (``tests/test_report.py`` checks it); the prose
+around the numbers is chosen by the numbers (:mod:`refusal_tokens.evidence`), and nothing is copied from the
+project README, which the report links to for the deviations from the paper.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import platform
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,11 +27,14 @@ FIGURES: dict[str, str] = {
     "02_init_comparison.png": "p(correct scheme token), AUROC of p(refusal) and validation loss on validation prompts vs training step (one line per variant in `sft_report.init_comparison`).",
     "02_loss_curves.png": "Training loss of every variant (completion tokens only).",
     "02_p_refusal_by_category.png": "p(refusal token) on validation prompts by category, before and after SFT.",
-    "03_roc.png": "ROC of the threshold sweep on CoCoNot (original vs contrast) for the single and category models, with the greedy choice, the proportion baselines (retrained at 25/50/75% refusals) and the system-prompt baseline as points.",
+    "03_tradeoff_front.png": "The trade-off front on CoCoNot: the single and category models' full threshold sweeps as lines (from the token on every scored prompt, and judged from text on the generated prompts), with the greedy choice, the models retrained on a refusal share, the system-prompt baseline and the base model as points with Wilson 95% intervals on both axes.",
     "03_f1_vs_threshold.png": "F1 (refusal = positive) vs threshold on the validation split and on CoCoNot: where the best threshold lies and how flat the optimum is.",
+    "03_threshold_metrics.png": "TPR and FPR vs threshold on one axis, F1 vs threshold below with the F1 of refusing everything as a dotted line, on the validation split and on CoCoNot.",
+    "03_p_refusal_ecdf.png": "Per CoCoNot category, the empirical CDF of p(refusal) on original and contrast prompts (log axis): the horizontal gap between the curves is what any threshold can use.",
+    "03_category_control_curves.png": "Category model: raising one category token's threshold from 0 to 1, every category's token refusal rate on original prompts; the raised category's own line is thick, and a flat thick line is a dead dial.",
     "03_rate_vs_threshold_by_category.png": "The paper's central picture: per CoCoNot category, the token refusal rate vs threshold on original (should refuse) and contrast (should answer) prompts, overlaid with 95% Wilson bands and the validation-chosen thresholds: the gap between the two curves is what the dial can buy.",
     "03_logit_bias.png": "Token refusal rate vs logit bias on the refusal token(s): the same dial as the threshold, in logit units.",
-    "03_temperature.png": "Refusal rate vs threshold at first-token temperatures 0.5, 1 and 2: temperature moves every threshold.",
+    "03_temperature.png": "Refusal rate vs threshold at each first-token temperature scored: temperature moves every threshold.",
     "03_category_control.png": "Category model: change in each category's refusal rate when one category's threshold is raised — a clean dial is diagonal.",
     "03_token_text_consistency.png": "Judged refusal rate of the text after a forced refusal token vs after a forced [respond]: does the text follow the token?",
     "03_contrast_ablation.png": "The contrast-data ablation: greedy token refusal rates of the single-token model trained with and without contrast answers, on prompts that should be answered and prompts that should be refused, with Wilson 95% intervals.",
@@ -87,15 +92,6 @@ def stage_seconds(root: str | Path, models_root: str, generations: str, train_va
     return rows
 
 
-def readme_section(readme: str | Path, title: str) -> str:
-    """The body of a ``## title`` section of a markdown file (up to the next ``## ``)."""
-    text = Path(readme).read_text(encoding="utf-8")
-    match = re.search(rf"^## {re.escape(title)}[^\n]*\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
-    if not match:
-        raise DataError(f"{readme} has no '## {title}' section")
-    return match.group(1).strip()
-
-
 def number(value: float | int | bool | None) -> str:
     """Three decimals for a float, an int as is, yes / no for a bool, – for a metric that is undefined (0/0)."""
     if value is None or (isinstance(value, float) and value != value):
@@ -121,3 +117,152 @@ def figure_list(figures_dir: str | Path, relative_to: str | Path) -> list[str]:
     if extra:
         lines += ["Other figures: " + ", ".join(extra), ""]
     return lines
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def findings(evidence_metrics: Mapping, diag: Mapping, goals: Mapping, e3_total: int | None = None) -> list[str]:
+    """The study's findings as sentences formatted from ``evidence.json`` and ``diagnostics.json``; the wording
+    follows the numbers (:func:`refusal_tokens.evidence.separation_phrase`, ``verdict``, ``transfer_phrase``)."""
+    from .evidence import separation_phrase, transfer_phrase
+    from .evidence import verdict as full_verdict
+
+    def verdict(value, goal) -> str:  # "met" / "missed" (both numbers are printed beside it; no derived number)
+        return full_verdict(value, goal).split(" by ")[0]
+
+    e = evidence_metrics
+    if not e:
+        return ["No evidence metrics were found (run notebook 03)."]
+    out = [
+        f"E1 — On CoCoNot's held-out original vs contrast prompts the single refusal token "
+        f"{separation_phrase(e.get('e1_auroc_coconot_single'))} (goal ≥ {goals.get('e1_auroc')}: "
+        f"{verdict(e.get('e1_auroc_coconot_single'), goals.get('e1_auroc', 0))}); the category model "
+        f"{separation_phrase(e.get('e1_auroc_coconot_category'))}. The base model's frozen hidden state, probed within "
+        f"CoCoNot, reaches {number(diag.get('frozen_cv_auroc_coconot_best'))}; a bag-of-words classifier trained on the "
+        f"mix reaches {number(diag.get('shortcut_auroc_coconot'))}.",
+        f"E2 — At the threshold chosen on the validation split (t = {e.get('e2_threshold_single')}) the gap between "
+        f"original and contrast refusal is {e.get('e2_gap_points_single', float('nan')):.0f} points for the single "
+        f"token and {e.get('e2_gap_points_category', float('nan')):.0f} for the category tokens (goal ≥ "
+        f"{goals.get('e2_gap_points', float('nan')):.0f}: "
+        f"{verdict(e.get('e2_gap_points_single'), goals.get('e2_gap_points', 0))}).",
+        f"E3 — Raising one category token's threshold moved its own category by ≥ "
+        f"{goals.get('e3_own_points', float('nan')):.0f} points and every other by ≤ "
+        f"{goals.get('e3_other_points', float('nan')):.0f} for {e.get('e3_categories_meeting')} of "
+        f"{e3_total if e3_total is not None else 'the'} categories.",
+        ("E5 — The single-token model's threshold front lies at or above every retrained model's point."
+         if e.get("e5_front_at_or_above_all_single") else
+         "E5 — The single-token model's threshold front lies below at least one retrained model's point "
+         "(calibration.json: evidence_details.e5 gives the margins)."),
+        f"Out of distribution — On XSTest's unsafe vs safe prompts (never trained or tuned on) the single token "
+        f"{separation_phrase(e.get('xstest_auroc_single'))} (goal ≥ {goals.get('xstest_auroc')}: "
+        f"{verdict(e.get('xstest_auroc_single'), goals.get('xstest_auroc', 0))}); a probe trained on the mix's prompts "
+        f"transfers at {number(diag.get('frozen_mix_to_xstest_auroc'))} and one cross-validated within XSTest reaches "
+        f"{number(diag.get('frozen_cv_auroc_xstest'))}: "
+        f"{transfer_phrase(diag.get('frozen_mix_to_xstest_auroc'), diag.get('frozen_cv_auroc_xstest'))}.",
+        f"Ablation — Without contrast answers in training the single-token model refuses "
+        f"{e.get('ablation_contrast_refusal_without', float('nan')):.0%} of CoCoNot's contrast prompts at greedy "
+        f"decoding, against {e.get('ablation_contrast_refusal_with', float('nan')):.0%} with them; its CoCoNot AUROC "
+        f"is {number(e.get('ablation_auroc_coconot_without'))} without them.",
+    ]
+    return out
+
+
+def write_report(root: str | Path, project: str | Path, profile: str, models_root: str, generations: str,
+                 train_variants: Sequence[str], generate_models: Sequence[str], primary_judge: str,
+                 notebooks: Mapping[str, str], hardware: Mapping[str, object]) -> str:
+    """Build ``<root>/reports/README.md`` from the metrics, the benchmark table, ``dvc.lock`` and the figures;
+    returns the markdown. Raises DataError when a file the report needs is missing."""
+    import pandas as pd
+
+    from . import tables
+
+    root, project = Path(root), Path(project)
+    reports = root / "reports"
+    metrics = reports / "metrics"
+    for name in ("calibration.json", "benchmarks.json", "judge_card.json", "evidence.json"):
+        if not (metrics / name).is_file():
+            raise DataError(f"{metrics / name} not found: run notebooks 03 and 04 (`dvc repro`) first")
+    calibration, bench, card, evidence_metrics = (_load(metrics / n) for n in (
+        "calibration.json", "benchmarks.json", "judge_card.json", "evidence.json"))
+    diag, sft = _load(metrics / "diagnostics.json"), _load(metrics / "sft.json")
+    goals = calibration.get("evidence_details", {}).get("goals", {})
+    versions = package_versions()
+    hashes = pd.DataFrame(lock_hashes(project / "dvc.lock"))
+    timings = pd.DataFrame(stage_seconds(root, models_root, generations, train_variants, generate_models, notebooks))
+    goals_table = pd.Series({**evidence_metrics, **{f"diagnostics: {k}": v for k, v in diag.items()}},
+                            name="value").to_frame().reset_index(names="metric")
+    headline = pd.DataFrame({
+        "AUROC CoCoNot": calibration["auroc_coconot"], "AUROC validation": calibration["auroc_validation"],
+        "t best F1 (validation)": {m: t["best_f1"]["threshold"] for m, t in calibration["thresholds"].items()},
+        "F1 default rule": {m: v["default_rule"] for m, v in calibration["f1_coconot"].items()},
+        "F1 at validation t": {m: v["at_validation_best"] for m, v in calibration["f1_coconot"].items()},
+        "F1 refuse everything (CoCoNot)": calibration.get("refuse_everything_f1", {}).get("CoCoNot"),
+        "judged refusal after forced refusal token": {m: v["refusal token"] for m, v in calibration["consistency"].items()},
+        "judged refusal after forced [respond]": {m: v["[respond]"] for m, v in calibration["consistency"].items()},
+    })
+    judges = pd.DataFrame({name: j["overall"] for name, j in card["judges"].items()}).T[
+        ["n", "accuracy", "precision", "recall", "f1", "cohen_kappa"]]
+    training = (pd.DataFrame(sft).T[["scheme", "mix", "init", "steps", "wall_seconds", "final_validation_loss",
+                                     "first_token_accuracy", "auroc"]] if sft else pd.DataFrame())
+    table_md = (reports / "benchmark_table.md").read_text().split("\n", 1)[1] \
+        if (reports / "benchmark_table.md").is_file() else "(no benchmark table)"
+    judge_overall = card["judges"].get(primary_judge, {}).get("overall", {})
+    not_run = sorted(b for b, s in bench.get("status", {}).items() if s != "ok")
+    fmt = lambda frame: frame.map(lambda v: number(v) if isinstance(v, (float, int, bool)) or v is None else v)  # noqa: E731
+    limitations = [
+        f"**Judge quality.** The `{primary_judge}` judge agrees with XSTest's human labels (held-out part) at accuracy "
+        f"{number(judge_overall.get('accuracy'))}, κ {number(judge_overall.get('cohen_kappa'))}, recall "
+        f"{number(judge_overall.get('recall'))}, precision {number(judge_overall.get('precision'))} (n "
+        f"{judge_overall.get('n')}); `reports/judge_card.md` reports every judge on XSTest and on the noncompliance "
+        "gold set. The paper's judge is a large LLM; none is available offline.",
+        "**Stand-in training data.** CoCoNot's SFT split is Hub-only: the refusal prompts are the training part of "
+        "CoCoNot's original evaluation set (its other part is the held-out test set every CoCoNot-original number "
+        "uses), with refusals templated by this project, contrast answers from CoCoNot-pref `chosen`, and dual-use "
+        "contrast pairs built by this project (`data_cards/sources/dual_use_pairs.md`).",
+        "**Model scale.** A small model fine-tuned briefly on a CPU (training table above) is far from the paper's "
+        "Llama-3-8B trained for an epoch: compare shapes (does the dial move the rate, does one model trace the "
+        "trade-off), not levels, with the reference column of the benchmark table.",
+        "**Sample sizes and weighting.** Each cell uses a stratified sample (equal share per category, or per prompt "
+        "type for XSTest), not the benchmark's own mix: read the Wilson intervals. Responses are greedy and short "
+        "(`max_new_tokens` in the table header).",
+        f"**Not run offline:** {', '.join(not_run) if not_run else 'none'} (Hub-only sets; their rows say so, never a "
+        "number).",
+    ]
+    sections = [
+        "# Refusal Tokens study — report", "",
+        f"Profile: **{profile}**. Generated by `notebooks/05_report.ipynb` from the files the pipeline wrote "
+        "(`reports/metrics/*.json`, `reports/benchmark_table.md`, `dvc.lock`, `reports/figures/`); `dvc repro` "
+        "regenerates it. The method is Jain et al., \"Refusal Tokens: A Simple Way to Calibrate Refusals in Large "
+        "Language Models\" (arXiv 2412.06748).", "",
+        "## Findings", "", *[f"- {line}" for line in findings(
+            evidence_metrics, diag, goals, calibration.get("evidence_details", {}).get("e3", {}).get("categories"))], "",
+        "## Headline numbers", "",
+        "The study's goals (`reports/metrics/evidence.json`) and their diagnostics (`reports/metrics/diagnostics.json`):",
+        "", tables.markdown(fmt(goals_table)), "",
+        "Training (`reports/metrics/sft.json`; AUROC and accuracy of the first token on the validation split):", "",
+        tables.markdown(fmt(training).reset_index(names="variant")) if sft else "(no sft.json)", "",
+        "Calibration (`reports/metrics/calibration.json`; CoCoNot = held-out original vs contrast prompts):", "",
+        tables.markdown(fmt(headline).reset_index(names="model")), "",
+        "Judges against XSTest's human labels (`reports/metrics/judge_card.json`; full or partial refusal = refusal):",
+        "", tables.markdown(fmt(judges).reset_index(names="judge")), "",
+        "## The benchmark table", "", table_md, "",
+        "## Figures", "", *figure_list(reports / "figures", reports),
+        "## Deviations from the paper", "",
+        "Every deviation, with its reason, is listed in the project README (section \"Deviations from the paper\"), "
+        "which is their one source; this report does not copy it.", "",
+        "## Limitations", "", *[f"- {line}" for line in limitations], "",
+        "## What was run", "",
+        "Package versions and hardware: " + ", ".join(f"{k} {v}" for k, v in {**versions, **hardware}.items()) + ".",
+        "", "Outputs (`dvc.lock` md5, first 12 hex digits):", "", tables.markdown(hashes), "",
+        "## Time per stage", "",
+        tables.markdown(timings.assign(seconds=timings["seconds"].map(
+            lambda v: "–" if v is None or v != v else f"{v:.1f}"))), "",
+    ]
+    text = "\n".join(sections)
+    out = reports / "README.md"
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    return text
