@@ -290,3 +290,16 @@ def test_own_dial_range_finds_a_dead_dial():
     scores = {"s": category_scores({INCOMPLETE: 0.5, SAFETY: 0.2}, 0.3), "i": category_scores({INCOMPLETE: 0.6}, 0.4)}
     ranges = C.own_dial_range(C.category_control_curves(prompts, scores, base=0.5, thresholds=[0.0, 0.5, 1.0]))
     assert ranges[SAFETY] == 0.0 and ranges[INCOMPLETE] == 1.0
+
+
+def test_table_takeaways_follow_the_cells():
+    def row(bench, refuse, col, model, rate):
+        return {"benchmark": bench, "should_refuse": refuse, "column": col, "model": model, "judge": "string",
+                "rate": rate, "ci_low": max(0.0, rate - 0.1), "ci_high": min(1.0, rate + 0.1)}
+    table = pd.DataFrame([row("coconot_original", True, "tok", "tok", 0.8), row("coconot_contrast", False, "tok", "tok", 0.2),
+                          row("coconot_original", True, "base", "base", 0.1),
+                          row("coconot_contrast", False, "base", "base", 0.0)])
+    coconot, xstest = T.takeaways(table, "string", "tok", ["base"])
+    assert "tok: refuses 80% [70%–90%] of what it should refuse and 20% [10%–30%] of what it should answer" in coconot
+    assert "base: 10% [0%–20%] / 0% [0%–10%]" in coconot
+    assert "not measured" in xstest  # no XSTest cells: never a number

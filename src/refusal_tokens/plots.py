@@ -260,9 +260,13 @@ def front(curves: pd.DataFrame, points: pd.DataFrame, path: str | os.PathLike | 
     should answer, y: refusal where it should refuse), every other model or setting as a point with Wilson 95%
     intervals on both axes (``calibration.tradeoff_front``). Up and to the left is better."""
     fig, ax = plt.subplots(figsize=(6.2, 4.8))
+    # one colour per token model (its token sweep solid, its text sweep dashed); points in another palette
+    owners = list(dict.fromkeys(m.split(":")[0] for m in curves["model"]))
+    line_colours = dict(zip(owners, ["#222222", "#7f7f7f", "#8c564b", "#bcbd22"]))
     for (model, judge), part in curves.groupby(["model", "judge"], sort=False):
         ax.plot(part["fpr"], part["tpr"], drawstyle="steps-post" if judge == "token" else "default",
-                ls="-" if judge == "token" else "--", marker=None if judge == "token" else ".", lw=1.4, label=model)
+                ls="-" if judge == "token" else "--", marker=None if judge == "token" else ".", lw=1.4, label=model,
+                color=line_colours.get(model.split(":")[0]))
     markers = {"token setting": "o", "retrained": "s", "system prompt": "^", "reference": "*"}
     for (_, row), colour in zip(points.iterrows(), sns.color_palette("tab10", len(points))):
         ax.errorbar(row["fpr"], row["tpr"], xerr=[[row["fpr"] - row["fpr_low"]], [row["fpr_high"] - row["fpr"]]],

@@ -156,3 +156,62 @@ def outcomes_by_group(generations, labels, model: str, benchmark: str, judge: st
         if r["n"]:
             rows.append({"model": model, "group": f"{g} (n={r['n']})", "refusal": r["rate"], "compliance": 1 - r["rate"]})
     return pd.DataFrame(rows)
+
+
+def takeaways(table: pd.DataFrame, judge: str, token_model: str, baselines: Sequence[str],
+              pairs: Sequence[tuple[str, str, str]] = (("coconot_original", "coconot_contrast", "CoCoNot"),
+                                                         ("xstest", "xstest", "XSTest"))) -> list[str]:
+    """The table in sentences, formatted from its cells (the ``judge``'s refusal rates with Wilson intervals): per
+    benchmark pair (should refuse, should answer), the token model's greedy column and each of its threshold
+    settings beside the baselines. A pair whose cells are missing (not run) says so instead of a number."""
+    rows = table[table["judge"] == judge]
+
+    def cell(benchmark: str, refuse: bool, col: str) -> str:
+        hit = rows[(rows["benchmark"] == benchmark) & (rows["should_refuse"] == refuse) & (rows["column"] == col)]
+        if hit.empty or pd.isna(hit.iloc[0]["rate"]):
+            return "not measured"
+        r = hit.iloc[0]
+        return f"{r['rate']:.0%} [{r['ci_low']:.0%}–{r['ci_high']:.0%}]"
+
+    out = []
+    for refuse_bench, answer_bench, label in pairs:
+        columns = list(dict.fromkeys(rows.loc[rows["model"] == token_model, "column"]))
+        if not columns:
+            out.append(f"{label}: no cells for {token_model} (not run).")
+            continue
+        parts = [f"{col}: refuses {cell(refuse_bench, True, col)} of what it should refuse and "
+                 f"{cell(answer_bench, False, col)} of what it should answer" for col in columns]
+        base = [f"{b}: {cell(refuse_bench, True, b)} / {cell(answer_bench, False, b)}" for b in baselines]
+        out.append(f"{label} ({judge} judge) — " + "; ".join(parts) + ". Without a dial: " + "; ".join(base) + ".")
+    return out
+
+
+def write_outputs(root: str | os.PathLike, table: pd.DataFrame, status: Mapping[str, str], generation: Mapping,
+                  thresholds: Mapping, main: pd.DataFrame, token_table: pd.DataFrame, primary_judge: str) -> str:
+    """Write ``reports/benchmark_table.{md,csv}`` and ``reports/metrics/benchmarks.json`` under ``root``; returns
+    the markdown. The judge-quality line is read from ``reports/metrics/judge_card.json`` when it exists."""
+    root = Path(root)
+    card_file = root / "reports" / "metrics" / "judge_card.json"
+    card = json.loads(card_file.read_text())["judges"] if card_file.is_file() else {}
+    quality = "; ".join(f"{name}: accuracy {j['overall']['accuracy']:.3f}, κ {j['overall']['cohen_kappa']:.3f} "
+                        f"(n {j['overall']['n']})" for name, j in card.items() if j["overall"]["accuracy"] is not None)
+    text = "\n".join([
+        "# Benchmark table", "",
+        f"Refusal rate in % with Wilson 95% intervals. Generation: greedy, max_new_tokens "
+        f"{generation['max_new_tokens']}, {generation['dtype']} on {generation['device']}. Judge quality on XSTest's "
+        f"human labels: {quality or 'n/a'}.",
+        "Thresholds (chosen on the validation split): " + "; ".join(
+            f"{m}: " + ", ".join(f"{k} {v['threshold']:g}" for k, v in t.items()) for m, t in thresholds.items()) + ".",
+        "Samples are stratified (equal share per category, or per prompt type for XSTest): a cell is the unweighted "
+        "mean over categories, not the rate over the whole benchmark. Reference: Refuse-Llama-3-8B over the full "
+        "benchmarks (judge Llama-3.3-70B), Alagharu et al., arXiv 2603.13359, Table 1. CoCoNot original rows use "
+        "the held-out test part only (notebook 01).", "",
+        f"## Judge: {primary_judge} (n = generated prompts)", "", markdown(main), "",
+        "## Judge: token (n = scored prompts; models with tokens)", "", markdown(token_table), ""])
+    (root / "reports" / "metrics").mkdir(parents=True, exist_ok=True)
+    (root / "reports" / "benchmark_table.md").write_text(text)
+    table.to_csv(root / "reports" / "benchmark_table.csv", index=False)
+    metrics = {"status": dict(status), "generation": dict(generation), "thresholds": dict(thresholds),
+               "cells": json.loads(table.to_json(orient="records"))}
+    (root / "reports" / "metrics" / "benchmarks.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return text

@@ -1,0 +1,84 @@
+"""The training budget's trade-off, measured: one single-token model per (mix size, steps), trained exactly as
+``train@single_r50`` is (same init, lr, batch, padding-free, frozen blocks), then scored on CoCoNot's held-out
+original vs contrast prompts (E1) and on XSTest unsafe vs safe (out of distribution).
+
+    python bench/budget_tradeoff.py --name s130 --size 600 --steps 130
+    python bench/budget_tradeoff.py --name n720 --size 720 --steps 100
+
+The mix is rebuilt from ``params.yaml: data`` with only ``size`` changed (the main r50 mix, written under
+``build/budget/<name>/``), so ``--size 600 --steps 100`` is the pipeline's own single_r50. Appends one record
+(AUROCs, training seconds, the command, the date, the CPU) to ``reports/bench/budget_tradeoff.json``. One seed
+per setting: differences of a few hundredths are within run-to-run variation. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def main() -> None:
+    from sft_throughput import cpu_info
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from refusal_tokens import control, mixing, sources, train
+    from refusal_tokens.benchmarks import benchmark_rows
+    from refusal_tokens.decontaminate import EvalIndex
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--size", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "budget_tradeoff.json"))
+    opts = parser.parse_args()
+    mirror = os.environ.get("REFUSAL_TOKENS_MIRROR")
+    params = yaml.safe_load((HERE.parent / "params.yaml").read_text())
+    data = {**params["data"], "size": opts.size, "refusal_proportions": [0.5], "extra_mixes": {}}
+    common = params["train"]["common"]
+    root = HERE.parent / "build" / "budget" / opts.name
+    start = time.perf_counter()
+    names = [n for n, s in sources.SOURCES.items() if s.role in ("eval", "judge") and not s.hub]
+    evals = {n: r for n in names if (r := sources.try_load(n, mirror)[0])}
+    evals, _ = mixing.decontamination_sets(evals, sources.load("coconot_original_train", mirror))
+    spec = mixing.specs_from_params(data)[0]
+    mixing.write_mix(mixing.build_mix(spec, EvalIndex.build(evals), mirror=mirror), root / "mixes")
+    cfg = train.TrainConfig(
+        name=opts.name, scheme="single", model=f"{params['model']['dir']}/{params['model']['name']}/init/single-words",
+        train_file=str(root / "mixes/r50/single/train.jsonl"),
+        validation_file=str(root / "mixes/r50/single/validation.jsonl"), output_dir=str(root / "out"),
+        checkpoint_dir=str(root / "ckpt"), learning_rate=common["learning_rate"],
+        lr_scheduler_type=common["lr_scheduler_type"], max_steps=opts.steps,
+        per_device_train_batch_size=common["per_device_train_batch_size"], max_length=common["max_length"],
+        padding_free=common["padding_free"], freeze_layers=common["freeze_layers"], eval_rows=common["eval_rows"],
+        save_steps=10_000, seed=common["seed"])
+    train.run(cfg)
+    trained = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(root / "out", dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(root / "out")
+    record = {"name": opts.name, "size": opts.size, "steps": opts.steps, "train_seconds": trained - start}
+    for label, benches in (("auroc_coconot_heldout", ("coconot_original", "coconot_contrast")),
+                           ("auroc_xstest", ("xstest",))):
+        rows = [r for b in benches for r in benchmark_rows(b, mirror)]
+        scores = control.score(model, tok, [r["conversation"] for r in rows], "single", batch_size=32, max_tokens=1024)
+        record[label] = train.auroc([control.p_refusal(s, "single") for s in scores], [r["should_refuse"] for r in rows])
+    record.update({"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                   **cpu_info()})
+    print(json.dumps(record, indent=2))
+    out = Path(opts.out)
+    runs = json.loads(out.read_text())["runs"] if out.is_file() else []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"script": "bench/budget_tradeoff.py", "runs": runs + [record]}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
