@@ -6,9 +6,11 @@ original vs contrast prompts (E1) and on XSTest unsafe vs safe (out of distribut
     python bench/budget_tradeoff.py --name n720 --size 720 --steps 100
 
 The mix is rebuilt from ``params.yaml: data`` with only ``size`` changed (the main r50 mix, written under
-``build/budget/<name>/``), so ``--size 600 --steps 100`` is the pipeline's own single_r50. Appends one record
-(AUROCs, training seconds, the command, the date, the CPU) to ``reports/bench/budget_tradeoff.json``. One seed
-per setting: differences of a few hundredths are within run-to-run variation. Asserts nothing.
+``build/budget/<name>/``) and trained with ``train.common``'s settings; unlike ``train@single_r50`` there are no
+learning-curve evaluations during training (they read the model, they do not change it). Appends one record
+(AUROCs; ``train_seconds``, from the start — evaluation sets loaded, mix built — to the end of training; the
+command, the date, the CPU) to ``reports/bench/budget_tradeoff.json``. One seed per setting: differences of a few
+hundredths may be run-to-run variation. Asserts nothing.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" PYTHONHASHSEED=0
-export REFUSAL_TOKENS_MIRROR="${REFUSAL_TOKENS_MIRROR:-$(cd .. && pwd)/shared/datasets}"
+if [ -z "${REFUSAL_TOKENS_MIRROR:-}" ] && [ -d ../shared/datasets ]; then  # the offline mirror, when beside the checkout
+    export REFUSAL_TOKENS_MIRROR="$(cd ../shared/datasets && pwd)"
+fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 timeout 480 python bench/gpu_check.py --device cuda "$@"

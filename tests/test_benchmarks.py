@@ -303,3 +303,8 @@ def test_table_takeaways_follow_the_cells():
     assert "tok: refuses 80% [70%–90%] of what it should refuse and 20% [10%–30%] of what it should answer" in coconot
     assert "base: 10% [0%–20%] / 0% [0%–10%]" in coconot
     assert "not measured" in xstest  # no XSTest cells: never a number
+
+
+def test_tradeoff_front_names_a_baseline_without_generations(tmp_path):
+    with pytest.raises(DataError, match="ghost: no CoCoNot generations"):
+        C.tradeoff_front(tmp_path, tmp_path, {}, [0.5], "string", baseline_models=["ghost"])

@@ -17,13 +17,16 @@ def test_pairs_are_deterministic_and_unique():
     assert len({p["prompt"].lower() for p in first}) == len(first)
 
 
-def test_every_word_has_both_sides_in_the_same_frame_set():
+def test_every_word_has_both_sides_and_every_frame_wraps_both_sides():
     sides = Counter((p["word"], p["should_refuse"]) for p in dual_use.pairs())
     words = {w for w, _ in sides}
     assert all(sides[(w, True)] >= 1 and sides[(w, False)] >= 1 for w in words)
     framed = [p for p in dual_use.pairs() if p["kind"] in {k for k, *_ in dual_use.LEXICON}]
-    starts = {f.split("{")[0] for f in dual_use.FRAMES}
-    assert all(any(p["prompt"].startswith(s) for s in starts) for p in framed)
+    starts = [f.split("{")[0] for f in dual_use.FRAMES]
+    by_frame = Counter((next(s for s in starts if p["prompt"].lower().startswith(s.lower())), p["should_refuse"])
+                       for p in framed)
+    # no frame is a giveaway: each one opens refusals and answers alike
+    assert all(by_frame[(s, True)] >= 5 and by_frame[(s, False)] >= 5 for s in starts), by_frame
 
 
 def test_by_hand_one_entry():

@@ -20,14 +20,19 @@ NUMBER = re.compile(r"(?<![\w.\-/])(\d+(?:\.\d+)?)(?![\w\-/]|\.\d)")
 CITED = {"2412.06748", "2603.13359"} | {f"{v:.2f}" for v in REFERENCE.values()} | {f"{v:g}" for v in REFERENCE.values()}
 
 
-def numeric_leaves(value) -> list[float]:
+TABLES = {"cells", "runs"}  # the only long lists the report reads (benchmark table cells, bench runs)
+
+
+def numeric_leaves(value, key: str = "") -> list[float]:
+    """Every number in a JSON value, except inside long lists (curves, sweeps, per-row records) that the report
+    never prints: a number traced to one of those would trace to almost anything."""
     if isinstance(value, bool):
         return [float(value)]
     if isinstance(value, (int, float)):
         return [float(value)] if math.isfinite(value) else []
     if isinstance(value, dict):
-        return [x for v in value.values() for x in numeric_leaves(v)]
-    if isinstance(value, list):
+        return [x for k, v in value.items() for x in numeric_leaves(v, k)]
+    if isinstance(value, list) and (len(value) <= 10 or key in TABLES):
         return [x for v in value for x in numeric_leaves(v)]
     return []
 

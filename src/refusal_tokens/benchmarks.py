@@ -209,6 +209,7 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
             write_jsonl(bench / "prompts.jsonl", [{**r, "generate": i < n_generate} for i, r in enumerate(rows)])
             variants = {"": None} | ({f".sys-{k}": v for k, v in systems.items()}
                                      if model_name in sys_models and name in sys_benchmarks else {})
+            main_scores: list[dict] = []  # the benchmark's own scores (not a system-prompt variant's)
             for suffix, system in variants.items():
                 # The system-prompt baseline covers the generated prefix only (its points are judged from text).
                 subset = rows[:n_generate] if system else rows
@@ -221,6 +222,8 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
                                            max_tokens=int(g.get("score_max_tokens", 0)))
                     scores = [{"id": i, **s} for i, s in zip(convs, scored)]
                     write_jsonl(bench / f"scores{suffix}.jsonl", scores)
+                    if not suffix:
+                        main_scores = scores
                 gen_ids = [r["id"] for r in rows[:n_generate]]
                 if not gen_ids or (suffix and scheme != "none"):
                     continue  # a model with tokens answers a system prompt through its token: scores suffice
@@ -230,7 +233,7 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
                 cache = control.GenerationCache(bench / f"cache{suffix}.jsonl", identity)
                 cache.ensure(backend, convs, keys, int(g["max_new_tokens"]))
             status[name] = "ok"
-            free_tops = sum(not s.get("top_is_scheme", True) for s in scores) if scheme != "none" else 0
+            free_tops = sum(not s.get("top_is_scheme", True) for s in main_scores)
             counts[name] = {"scored": len(rows) if scheme != "none" else 0, "generated_prompts": min(n_generate, len(rows)),
                             "top_not_scheme": free_tops,  # prompts whose most likely first token is no scheme token
                             "seconds": round(time.perf_counter() - t0, 1)}

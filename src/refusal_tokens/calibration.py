@@ -90,11 +90,14 @@ def roc_points(df: pd.DataFrame) -> dict:
 
 
 def tpr_fpr(refuse: Sequence[bool], should_refuse: Sequence[bool]) -> tuple[float, float]:
-    pos = [r for r, y in zip(refuse, should_refuse) if y]
-    neg = [r for r, y in zip(refuse, should_refuse) if not y]
-    if not pos or not neg:
+    """(TPR, FPR) of refusal decisions, from scikit-learn's confusion matrix (refusal = positive)."""
+    from sklearn.metrics import confusion_matrix
+
+    gold = [bool(y) for y in should_refuse]
+    if len(set(gold)) < 2:
         raise DataError("TPR/FPR need both prompts that should be refused and prompts that should be answered")
-    return sum(pos) / len(pos), sum(neg) / len(neg)
+    (tn, fp), (fn, tp) = confusion_matrix(gold, [bool(r) for r in refuse], labels=[False, True])
+    return float(tp / (tp + fn)), float(fp / (fp + tn))
 
 
 def f1_curve(df: pd.DataFrame, thresholds: Sequence[float]) -> pd.DataFrame:
@@ -160,8 +163,25 @@ def refuse_everything_f1(df: pd.DataFrame) -> float:
     return 2 * share / (1 + share)
 
 
-def _rates_by_label(rows: pd.DataFrame) -> dict:
-    return {bool(r["should_refuse"]): r for _, r in rows.iterrows()}
+def _rates_by_label(rows: pd.DataFrame, model: str = "") -> dict:
+    by = {bool(r["should_refuse"]): r for _, r in rows.iterrows()}
+    if set(by) != {True, False}:
+        raise DataError(f"{model or 'a model'}: the front needs judged responses to prompts that should be refused "
+                        "and to prompts that should be answered (was it generated, with responses, on both?)")
+    return by
+
+
+def _judged_run(generations, labels, model: str, judges: Sequence[str], judge: str | None, variant: str = "") -> dict:
+    """A baseline's CoCoNot run, with one clear error when it was not generated or (``judge`` given) not judged
+    by ``judge``."""
+    try:
+        run = coconot_run(generations, labels, model, judges, variant)
+    except FileNotFoundError as error:
+        raise DataError(f"{model}{variant}: no CoCoNot generations ({error.filename}); add it to generate.models "
+                        "or remove it from the calibration parameters") from None
+    if judge is not None and judge not in run["labels"]:
+        raise DataError(f"{model}{variant}: no {judge!r} labels (a model with `responses: false` cannot be a point)")
+    return run
 
 
 def _front_point(label: str, kind: str, judge: str, by_label: Mapping[bool, Mapping]) -> dict:
@@ -174,7 +194,7 @@ def _front_point(label: str, kind: str, judge: str, by_label: Mapping[bool, Mapp
 def _token_point(label: str, prompts: Sequence[Mapping], scores: Mapping[str, Mapping], scheme: str,
                  setting: Setting) -> dict:
     rates = token_rates(prompts, scores, scheme, [setting], by=None)
-    return _front_point(label, "token setting", "token", _rates_by_label(rates))
+    return _front_point(label, "token setting", "token", _rates_by_label(rates, label))
 
 
 def tradeoff_front(generations, labels, schemes: Mapping[str, str], thresholds: Sequence[float], text_judge: str,
@@ -203,21 +223,23 @@ def tradeoff_front(generations, labels, schemes: Mapping[str, str], thresholds: 
                                     "fpr": [r[False] for r in sweep], "tpr": [r[True] for r in sweep],
                                     "judge": text_judge}))
     for model in baseline_models:
-        by = _rates_by_label(judged_rates(coconot_run(generations, labels, model, judges), "none", None, text_judge))
+        run = _judged_run(generations, labels, model, judges, text_judge)
+        by = _rates_by_label(judged_rates(run, "none", None, text_judge), model)
         points.append(_front_point(f"{model}: retrained on a refusal share", "retrained", text_judge, by))
     for model in prompt_baseline_models:
         for variant in (".sys-more", ".sys-less"):
-            run = coconot_run(generations, labels, model, judges, variant)
+            run = _judged_run(generations, labels, model, judges, None if model in schemes else text_judge, variant)
             label = f"{model}: system prompt '{variant[5:]}'"
             if model in schemes:  # a token model under a system prompt answers through its token (generated prefix)
                 scored = [p for p in run["prompts"] if p["id"] in run["scores"]]
                 point = _token_point(label, scored, run["scores"], schemes[model], Setting("argmax"))
             else:
                 point = _front_point(label, "system prompt", text_judge,
-                                     _rates_by_label(judged_rates(run, "none", None, text_judge)))
+                                     _rates_by_label(judged_rates(run, "none", None, text_judge), label))
             points.append({**point, "kind": "system prompt"})
     for model in reference_models:
-        by = _rates_by_label(judged_rates(coconot_run(generations, labels, model, judges), "none", None, text_judge))
+        run = _judged_run(generations, labels, model, judges, text_judge)
+        by = _rates_by_label(judged_rates(run, "none", None, text_judge), model)
         points.append(_front_point(f"{model} (no SFT of ours)", "reference", text_judge, by))
     return pd.concat(curves, ignore_index=True), pd.DataFrame(points), aurocs
 

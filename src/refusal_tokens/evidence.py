@@ -1,4 +1,4 @@
-"""The study's evidence: does one model plus a dial reproduce the paper's trade-off? (notebook 03, section 12)
+"""The study's evidence: does one model plus a dial reproduce the paper's trade-off? (notebook 03, section 11)
 
 Pure functions of stored scores, sweeps and rates, each returning the numbers a goal is judged by:
 

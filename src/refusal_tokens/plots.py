@@ -110,22 +110,6 @@ def p_refusal_by_category(scores: pd.DataFrame, path: str | os.PathLike | None =
 
 # ------------------------------------------------------------------------------------ calibration (notebook 03)
 
-def roc(curves: pd.DataFrame, points: pd.DataFrame, path: str | os.PathLike | None = None):
-    """ROC curves of the threshold sweep (``curves``: model, fpr, tpr) with other settings or models as points
-    (``points``: label, fpr, tpr)."""
-    fig, ax = plt.subplots(figsize=(5.6, 4.6))
-    sns.lineplot(data=curves, x="fpr", y="tpr", hue="model", estimator=None, sort=False, ax=ax, drawstyle="steps-post")
-    markers = iter("osD^vPX*<>")
-    for label, part in points.groupby("label", sort=False):
-        ax.scatter(part["fpr"], part["tpr"], marker=next(markers, "o"), s=46, label=label, zorder=3)
-    ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1)
-    ax.set(xlabel="FPR: refusal rate on prompts to answer", ylabel="TPR: refusal rate on prompts to refuse",
-           xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return _save(fig, path)
-
-
 def metric_vs(frame: pd.DataFrame, x: str, y: str, hue: str, col: str | None = None, path=None, ylabel: str = "",
               xlabel: str = "", logx: bool = False):
     """A line per ``hue`` (one panel per ``col``): F1 / refusal rate vs threshold, bias or temperature."""

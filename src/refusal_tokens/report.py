@@ -187,7 +187,9 @@ def write_report(root: str | Path, project: str | Path, profile: str, models_roo
     calibration, bench, card, evidence_metrics = (_load(metrics / n) for n in (
         "calibration.json", "benchmarks.json", "judge_card.json", "evidence.json"))
     diag, sft = _load(metrics / "diagnostics.json"), _load(metrics / "sft.json")
-    goals = calibration.get("evidence_details", {}).get("goals", {})
+    from .evidence import GOALS
+
+    goals = calibration.get("evidence_details", {}).get("goals") or GOALS
     versions = package_versions()
     hashes = pd.DataFrame(lock_hashes(project / "dvc.lock"))
     timings = pd.DataFrame(stage_seconds(root, models_root, generations, train_variants, generate_models, notebooks))
