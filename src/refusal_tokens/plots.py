@@ -89,11 +89,22 @@ def init_curves(curves: pd.DataFrame, path: str | os.PathLike | None = None):
     return _save(fig, path)
 
 
-def loss_curves(losses: pd.DataFrame, path: str | os.PathLike | None = None):
-    """Training loss per step, one line per variant."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    sns.lineplot(data=losses, x="step", y="loss", hue="variant", ax=ax)
-    ax.set_ylabel("training loss (completion tokens)")
+def loss_curves(losses: pd.DataFrame, path: str | os.PathLike | None = None, window: int = 10):
+    """Training loss per step, one colour per variant: the raw per-step loss faint, its centred rolling mean over
+    ``window`` steps solid (one batch of 8 rows is a noisy estimate); integer step ticks, legend outside."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    variants = list(dict.fromkeys(losses["variant"]))
+    for variant, colour in zip(variants, sns.color_palette("tab10", len(variants))):
+        part = losses[losses["variant"] == variant].sort_values("step")
+        ax.plot(part["step"], part["loss"], color=colour, alpha=0.25, lw=0.8)
+        smooth = part["loss"].rolling(window, center=True, min_periods=1).mean()
+        ax.plot(part["step"], smooth, color=colour, lw=1.8, label=variant)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="step", ylabel="training loss (completion tokens)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+              title=f"rolling mean, {window} steps")
     fig.tight_layout()
     return _save(fig, path)
 
