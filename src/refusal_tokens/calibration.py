@@ -199,28 +199,31 @@ def _token_point(label: str, prompts: Sequence[Mapping], scores: Mapping[str, Ma
 
 def tradeoff_front(generations, labels, schemes: Mapping[str, str], thresholds: Sequence[float], text_judge: str,
                    baseline_models: Sequence[str] = (), prompt_baseline_models: Sequence[str] = (),
-                   reference_models: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                   reference_models: Sequence[str] = (), runs: Mapping[str, Mapping] | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """The trade-off front on CoCoNot (original = should refuse, contrast = should answer).
 
     Returns ``(curves, points, aurocs)``: ``curves`` (model, fpr, tpr) holds each token model's full threshold
     sweep twice, read from the token over every scored prompt and judged from the text of the generated prompts
     (like-for-like with the baselines, which only have text); ``points`` holds the greedy token decisions, the
     models retrained on a refusal share, the system-prompt variants and the reference models (e.g. the base
-    model), each with Wilson 95% intervals on both axes; ``aurocs`` the token models' AUROC."""
+    model), each with Wilson 95% intervals on both axes; ``aurocs`` the token models' AUROC. ``runs``: the token
+    models' CoCoNot runs when the caller has loaded them already (else they are read here)."""
+    from .evidence import text_sweep
+
     judges = [text_judge, "token"]
     curves, points, aurocs = [], [], {}
     for model, scheme in schemes.items():
-        run = coconot_run(generations, labels, model, judges)
+        run = runs[model] if runs and model in runs else coconot_run(generations, labels, model, judges)
         roc = roc_points(frame(run["prompts"], run["scores"], scheme))
         aurocs[model] = roc["auroc"]
         curves.append(pd.DataFrame({"model": f"{model}: token sweep (AUROC {roc['auroc']:.2f})", "fpr": roc["fpr"],
                                     "tpr": roc["tpr"], "judge": "token"}))
         points.append(_token_point(f"{model}: greedy token", run["prompts"], run["scores"], scheme, Setting("argmax")))
         generated = [p for p in run["prompts"] if p["generate"]]
-        sweep = [judged_rates(run, scheme, Setting("t", "threshold", t), text_judge).set_index("should_refuse")["rate"]
-                 for t in thresholds]
+        sweep = text_sweep(run, scheme, thresholds, text_judge)
         curves.append(pd.DataFrame({"model": f"{model}: {text_judge} judge on {len(generated)} generated",
-                                    "fpr": [r[False] for r in sweep], "tpr": [r[True] for r in sweep],
+                                    "fpr": [r["fpr"] for r in sweep], "tpr": [r["tpr"] for r in sweep],
                                     "judge": text_judge}))
     for model in baseline_models:
         run = _judged_run(generations, labels, model, judges, text_judge)

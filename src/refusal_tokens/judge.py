@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .errors import DataError
-from .sources import Record, read_jsonl
+from .sources import Record, read_jsonl, sha256_of
 from .tagging import RESPOND, refusal_tokens
 
 
@@ -514,15 +514,11 @@ class LearnedJudge(Judge):
 
     def settings(self) -> dict:
         data = self.model().data
-        return {"kind": self.kind, "path": str(self.path), "model_sha256": sha256_file(self.path),
+        return {"kind": self.kind, "path": str(self.path), "model_sha256": sha256_of(Path(self.path)),
                 "features": [{k: v for k, v in part["params"].items()} for part in data["vectorizers"]],
                 "vocabulary": sum(len(part["vocabulary"]) for part in data["vectorizers"]), "c": data["c"],
                 **{k: data["training"][k] for k in ("data_sha256", "n", "refusals", "parts", "texts",
                                                     "cross_validation")}}
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def training_examples(items: Sequence[Mapping], truncate: Callable[[str], str] | None) -> list[tuple[str, bool, str]]:

@@ -173,9 +173,9 @@ def takeaways(table: pd.DataFrame, judge: str, token_model: str, baselines: Sequ
         r = hit.iloc[0]
         return f"{r['rate']:.0%} [{r['ci_low']:.0%}–{r['ci_high']:.0%}]"
 
+    columns = list(dict.fromkeys(rows.loc[rows["model"] == token_model, "column"]))
     out = []
     for refuse_bench, answer_bench, label in pairs:
-        columns = list(dict.fromkeys(rows.loc[rows["model"] == token_model, "column"]))
         if not columns:
             out.append(f"{label}: no cells for {token_model} (not run).")
             continue
