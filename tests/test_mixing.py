@@ -94,10 +94,32 @@ def test_written_mix_has_every_scheme_and_zero_partial_output(toy_records, empty
     ({"category_weights": {"Rude requests": 1.0}}, "unknown category"),
     ({"category_weights": {c: 0.0 for c in COCONOT_CATEGORIES}}, "all zero"),
     ({"fallback_sources": ("nope",)}, "unknown source 'nope'"),
+    ({"contrast_source_rows": 4}, "needs contrast_sources"),
+    ({"contrast_source_rows": -1, "contrast_sources": ("dual_use_pairs",)}, "contrast_source_rows must be"),
 ])
 def test_bad_mix_parameters(overrides, message):
     with pytest.raises(DataError, match=message):
         spec(**overrides)
+
+
+def test_contrast_source_rows_enter_first(toy_records, empty_index):
+    # 20 rows: 10 refusals, 10 answers (4 contrast + 6 general). contrast_source_rows = 4 → 2 pair refusals and
+    # 2 pair answers first; the other 8 refusals and 2 contrast answers are allocated as before.
+    from .conftest import record
+
+    safety = COCONOT_CATEGORIES[-1]
+    pairs = [record(100 + i, safety, i < 4, "pair", source="dual_use_pairs") for i in range(8)]
+    s = spec(contrast_sources=("dual_use_pairs",), contrast_source_rows=4)
+    mix = M.build_mix(s, empty_index, M.make_pools(toy_records + pairs, s, empty_index))
+    rows = [r for split in mix.splits.values() for r in split]
+    mine = Counter(r.should_refuse for r in rows if r.source == "dual_use_pairs")
+    assert mine == {True: 2, False: 2}
+    assert len(rows) == 20 and sum(r.should_refuse for r in rows) == 10
+    assert sum(not r.should_refuse and r.category != GENERAL for r in rows) == 4  # 2 pair + 2 other contrast
+    assert len(mix.pools.refuse[safety]["pair"]) == 4  # the mix's pools still list every candidate
+    too_many = spec(contrast_sources=("dual_use_pairs",), contrast_source_rows=10)  # 5 refusals, only 4 exist
+    with pytest.raises(DataError, match="contrast-source refusals: 5 rows requested but only 4"):
+        M.build_mix(too_many, empty_index, M.make_pools(toy_records + pairs, too_many, empty_index))
 
 
 def test_asking_for_more_than_exists_is_an_error(toy_records, empty_index):

@@ -68,6 +68,9 @@ class MixSpec:
     fallback_sources: Sequence[str] = ()
     general_sources: Sequence[str] = ()
     contrast_sources: Sequence[str] = ()  # always loaded: rows for both pools (e.g. dual-use pairs)
+    # > 0: this many rows come from contrast_sources before the category allocation (half refusals, half answers;
+    # answers only where the mix has contrast answers); 0: they compete in the round-robin like any subcategory
+    contrast_source_rows: int = 0
     fuzzy_threshold: float = 0.8
 
     def __post_init__(self) -> None:
@@ -95,6 +98,10 @@ class MixSpec:
             raise bad("max_response_tokens and max_prompt_tokens must be ≥ 1")
         for name in [*self.primary_sources, *self.fallback_sources, *self.general_sources, *self.contrast_sources]:
             S.get(name)  # unknown source → DataError
+        if not isinstance(self.contrast_source_rows, int) or not 0 <= self.contrast_source_rows <= self.size:
+            raise bad(f"contrast_source_rows must be an integer in [0, size], got {self.contrast_source_rows!r}")
+        if self.contrast_source_rows and not self.contrast_sources:
+            raise bad("contrast_source_rows > 0 needs contrast_sources")
 
 
 def mix_name(refusal_proportion: float) -> str:
@@ -118,6 +125,7 @@ def specs_from_params(params: Mapping) -> list[MixSpec]:
                                      "max_response_tokens", "max_prompt_tokens", "val_fraction", "seed",
                                      "primary_sources", "fallback_sources", "general_sources")}
     common["contrast_sources"] = tuple(params.get("contrast_sources") or ())
+    common["contrast_source_rows"] = int(params.get("contrast_source_rows") or 0)
     specs = [MixSpec(name=mix_name(p), refusal_proportion=p, **common) for p in proportions]
     for name, overrides in (params.get("extra_mixes") or {}).items():
         if name in {spec.name for spec in specs}:
@@ -292,8 +300,31 @@ class Mix:
         return rows
 
 
+@dataclass
+class _Split:
+    refuse: dict[str, list[Record]]  # "category / subcategory" → records
+    contrast: dict[str, list[Record]]
+
+
+def _split_off(pools: Pools, names: set[str]) -> tuple[_Split, Pools]:
+    """The rows of sources ``names`` (refusals, contrast answers; keyed by category and subcategory) and the pools
+    without them."""
+    taken = _Split({}, {})
+    rest: dict[str, dict] = {"refuse": {}, "contrast": {}}
+    for side in ("refuse", "contrast"):
+        for category, subs in getattr(pools, side).items():
+            for sub, records in subs.items():
+                mine = [r for r in records if r.source in names]
+                if mine:
+                    getattr(taken, side)[f"{category} / {sub}"] = mine
+                others = [r for r in records if r.source not in names]
+                if others:
+                    rest[side].setdefault(category, {})[sub] = others
+    return taken, replace(pools, refuse=rest["refuse"], contrast=rest["contrast"])
+
+
 def build_mix(spec: MixSpec, index: EvalIndex, pools: Pools | None = None, mirror=None, cache=None) -> Mix:
-    pools = pools or build_pools(spec, index, mirror, cache)
+    pools = everything = pools or build_pools(spec, index, mirror, cache)
     rng = random.Random(spec.seed)
     n_refuse = round(spec.size * spec.refusal_proportion)
     n_answer = spec.size - n_refuse
@@ -301,6 +332,13 @@ def build_mix(spec: MixSpec, index: EvalIndex, pools: Pools | None = None, mirro
     n_general = n_answer - n_contrast
 
     chosen: list[Record] = []
+    if spec.contrast_source_rows:  # the pairs first, half refusals, half answers; the allocation below gets the rest
+        pairs, pools = _split_off(pools, set(spec.contrast_sources))
+        n_pair_refuse = min(spec.contrast_source_rows // 2, n_refuse)
+        n_pair_answer = min(spec.contrast_source_rows - n_pair_refuse, n_contrast)
+        chosen += _round_robin(pairs.refuse, n_pair_refuse, rng, f"mix {spec.name!r}: contrast-source refusals")
+        chosen += _round_robin(pairs.contrast, n_pair_answer, rng, f"mix {spec.name!r}: contrast-source answers")
+        n_refuse, n_contrast = n_refuse - n_pair_refuse, n_contrast - n_pair_answer
     # CoCoNot's categories are uneven (82 humanizing vs 395 safety prompts): cap each at what exists, redistribute
     refuse_capacity = {c: sum(len(v) for v in pools.refuse.get(c, {}).values()) for c in spec.category_weights}
     for category, n in _allocate_capped(n_refuse, spec.category_weights, refuse_capacity,
@@ -335,7 +373,7 @@ def build_mix(spec: MixSpec, index: EvalIndex, pools: Pools | None = None, mirro
     overlap = overlap_count((r.prompt for rs in splits.values() for r in rs), index)
     if overlap:
         raise DataError(f"mix {spec.name!r}: {overlap} rows still match evaluation prompts")  # cannot happen
-    return Mix(spec, splits, pools)
+    return Mix(spec, splits, everything)
 
 
 def write_mix(mix: Mix, out_dir: str | os.PathLike) -> Path:
