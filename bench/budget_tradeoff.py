@@ -38,15 +38,33 @@ def main() -> None:
     from refusal_tokens.decontaminate import EvalIndex
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", required=True)
+    parser.add_argument("--name", help="a name for this run (required unless --summary)")
+    parser.add_argument("--summary", action="store_true",
+                        help="print the recorded runs grouped by setting (seeds pooled: mean, min, max) and exit")
     parser.add_argument("--size", type=int, default=600)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a train.common key (e.g. learning_rate=3e-4) or, with a data. prefix, a data key "
+                             "(e.g. data.contrast_share=0.6); values are read as YAML")
     parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "budget_tradeoff.json"))
     opts = parser.parse_args()
+    if opts.summary:
+        return summary(Path(opts.out))
+    if not opts.name:
+        parser.error("--name is required")
     mirror = os.environ.get("REFUSAL_TOKENS_MIRROR")
     params = yaml.safe_load((HERE.parent / "params.yaml").read_text())
     data = {**params["data"], "size": opts.size, "refusal_proportions": [0.5], "extra_mixes": {}}
-    common = params["train"]["common"]
+    common = dict(params["train"]["common"])
+    overrides = {}
+    for item in opts.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set needs KEY=VALUE, got {item!r}")
+        target, key = (data, key[5:]) if key.startswith("data.") else (common, key)
+        if key not in target:
+            parser.error(f"--set: unknown key {item.split('=')[0]!r}")
+        target[key] = overrides[item.split("=")[0]] = yaml.safe_load(value)
     root = HERE.parent / "build" / "budget" / opts.name
     start = time.perf_counter()
     names = [n for n, s in sources.SOURCES.items() if s.role in ("eval", "judge") and not s.hub]
@@ -62,12 +80,13 @@ def main() -> None:
         lr_scheduler_type=common["lr_scheduler_type"], max_steps=opts.steps,
         per_device_train_batch_size=common["per_device_train_batch_size"], max_length=common["max_length"],
         padding_free=common["padding_free"], freeze_layers=common["freeze_layers"], eval_rows=common["eval_rows"],
-        save_steps=10_000, seed=common["seed"])
+        warmup_ratio=common["warmup_ratio"], save_steps=10_000, seed=common["seed"])
     train.run(cfg)
     trained = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(root / "out", dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(root / "out")
-    record = {"name": opts.name, "size": opts.size, "steps": opts.steps, "train_seconds": trained - start}
+    record = {"name": opts.name, "size": opts.size, "steps": opts.steps, "overrides": overrides,
+              "train_seconds": trained - start}
     for label, benches in (("auroc_coconot_heldout", ("coconot_original", "coconot_contrast")),
                            ("auroc_xstest", ("xstest",))):
         rows = [r for b in benches for r in benchmark_rows(b, mirror)]
@@ -80,6 +99,31 @@ def main() -> None:
     runs = json.loads(out.read_text())["runs"] if out.is_file() else []
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"script": "bench/budget_tradeoff.py", "runs": runs + [record]}, indent=2) + "\n")
+
+
+def setting_of(run: dict) -> str:
+    """A run's setting without its seed: size, steps and the other overrides."""
+    rest = {k: v for k, v in run.get("overrides", {}).items() if k != "seed"}
+    return f"size {run['size']}, {run['steps']} steps" + "".join(f", {k}={v}" for k, v in sorted(rest.items()))
+
+
+def summary(path: Path) -> None:
+    """Per setting: the seeds run, and CoCoNot held-out / XSTest AUROC as mean [min–max] over them."""
+    from collections import defaultdict
+
+    groups = defaultdict(list)
+    for run in json.loads(path.read_text())["runs"]:
+        groups[setting_of(run)].append(run)
+    print(f"{'setting':58s} {'seeds':8s} {'CoCoNot held-out':22s} XSTest")
+    for setting, runs in groups.items():
+        seeds = ",".join(str(r.get("overrides", {}).get("seed", 0)) for r in runs)
+
+        def cell(key):
+            values = [r[key] for r in runs]
+            mean = sum(values) / len(values)
+            return f"{mean:.3f}" + (f" [{min(values):.3f}–{max(values):.3f}]" if len(values) > 1 else "")
+
+        print(f"{setting:58s} {seeds:8s} {cell('auroc_coconot_heldout'):22s} {cell('auroc_xstest')}")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,15 @@ trains ``warmup + steps`` steps; the first ``warmup`` are not timed. Settings (o
 - ``padded``: fp32, no gradient checkpointing, rows padded to the longest in the batch (the earlier default);
 - ``padding_free``: the same rows concatenated with restarting position ids (TRL ``padding_free=True``);
 - ``freeze15`` / ``freeze20``: padding-free, and the bottom 15 / 20 of 30 blocks frozen (backward stops there);
+- ``freeze20_bf16``: ``freeze20`` with bf16 autocast (fp32 master weights): what ``bf16: auto`` picks where it pays;
 - ``trl_defaults`` (``--with-trl-defaults``): TRL's ``SFTConfig`` defaults, bf16 + gradient checkpointing, plus
   ``use_cpu`` (very slow on AVX2-only CPUs).
 
 Throughput counts real (non-padding) tokens. Achieved GFLOP/s use the *work the setting does*: forward 2·N per
 token and backward 4·N for the trainable share of the blocks (N = non-embedding parameters; the LM head's
 2·d·vocab counts only at completion positions, as TRL's fused head computes it), plus attention. The peak is a
-fp32 2048³ matmul measured in the same run (before and after). The loss after the timed steps is printed for
+fp32 2048³ matmul measured in the same run (before and after); a bf16 setting's share is of a bf16 2048³ matmul
+peak, also measured in the run. The loss after the timed steps is printed for
 each setting: padding must not change it (same rows, same order); freezing does. Writes what it printed to
 ``reports/bench/sft_throughput.json`` with the CPU model, its flags and torch's thread count. Asserts nothing.
 """
@@ -33,8 +35,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 
 
-def gemm_peak(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def gemm_peak(n: int = 2048, repeats: int = 10, dtype=torch.float32) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.matmul(a, b)
     start = time.perf_counter()
     for _ in range(repeats):
@@ -113,6 +115,7 @@ SETTINGS = {
     "padding_free": {"padding_free": True, "freeze_layers": 0},
     "freeze15": {"padding_free": True, "freeze_layers": 15},
     "freeze20": {"padding_free": True, "freeze_layers": 20},
+    "freeze20_bf16": {"padding_free": True, "freeze_layers": 20, "bf16": True},  # what bf16: auto picks where it pays
 }
 
 
@@ -139,8 +142,12 @@ def main() -> None:
                                  save_steps=10_000, device="cpu", eval_rows=8, **extra)
 
     peak = gemm_peak()
+    names = opts.settings.split(",")
+    bf16_peak = gemm_peak(dtype=torch.bfloat16) if any(SETTINGS[n].get("bf16") for n in names) or \
+        opts.with_trl_defaults else None
+    probe = train.cpu_bf16_pays()
     results = [measure(name, config(name, **SETTINGS[name]), opts.steps, opts.warmup)
-               for name in opts.settings.split(",")]
+               for name in names]
     if opts.with_trl_defaults:
         results.append(measure("trl_defaults", config("trl_defaults", bf16=True, gradient_checkpointing=True),
                                opts.steps, opts.warmup))
@@ -149,8 +156,13 @@ def main() -> None:
     lines = [f"fp32 GEMM peak (2048³ matmul, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s before, "
              f"{peak_after:.1f} after"]
     base = results[0]["tokens_per_second"]
+    if bf16_peak:
+        lines.append(f"bf16 GEMM peak (2048³ matmul): {bf16_peak:.1f} GFLOP/s — the peak of the bf16 settings")
+    lines.append(f"bf16: auto would choose {'bf16' if probe['bf16'] else 'fp32'} here (native bf16 flags "
+                 f"{probe['flags'] or 'none'}, 1024³ matmul bf16/fp32 speed-up {probe['speedup']})")
     for r in results:
-        r["share_of_peak"] = r["gflops"] / best_peak
+        r["peak_gflops"] = bf16_peak if r["bf16"] else best_peak
+        r["share_of_peak"] = r["gflops"] / r["peak_gflops"]
         r["speedup_vs_first"] = r["tokens_per_second"] / base
         lines.append(f"{r['setting']:14s} {r['tokens_per_second']:7.1f} tokens/s  {r['gflops']:6.1f} GFLOP/s "
                      f"= {r['share_of_peak']:5.1%} of peak  {r['speedup_vs_first']:4.2f}× vs {results[0]['setting']}  "
@@ -158,6 +170,7 @@ def main() -> None:
     print("\n".join(lines))
     record = {"script": "bench/sft_throughput.py", "command": " ".join(["python", *sys.argv]),
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **cpu_info(), "gemm_peak_gflops": [peak, peak_after],
+              "bf16_gemm_peak_gflops": bf16_peak, "bf16_auto_probe": probe,
               "printed": lines, "runs": results}
     Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
     Path(opts.out).write_text(json.dumps(record, indent=2) + "\n")

@@ -162,6 +162,20 @@ def test_exact_sweep_lookup_equals_regeneration(tiny_single, tmp_path):
     assert len(seen) >= 3  # the sweep really changed decisions
 
 
+def test_shared_prefill_equals_generating_each_pair_from_scratch(tiny_single):
+    """One prompt forward shared by [refuse], [respond] and the unforced continuation (prompts of different lengths,
+    in one batch and across batches) gives the responses of generating every (prompt, first token) pair alone."""
+    model, tok, _ = tiny_single
+    convs = conversations(5)
+    pairs = [(c, t) for c in convs for t in (REFUSE, RESPOND, None)]
+    pairs = pairs[::2] + pairs[1::2]  # a prompt's continuations need not be adjacent
+    shared = control.HFBackend(model, tok, batch_size=2)
+    texts = shared.continue_from([c for c, _ in pairs], [t for _, t in pairs], max_new_tokens=6)
+    alone = [control.HFBackend(model, tok, share_prefill=False).continue_from([c], [t], max_new_tokens=6)[0]
+             for c, t in pairs]
+    assert texts == alone
+
+
 def test_cache_rejects_corrupt_file(tmp_path):
     path = tmp_path / "cache.jsonl"
     path.write_text('{"id": "a", "first_token": "[refuse]", "text": "x"}\nnot json\n')

@@ -241,7 +241,7 @@ def test_make_judge():
     assert isinstance(J.make_judge({"name": "string"}), J.StringJudge)
     assert J.make_judge({"name": "tok", "kind": "token"}).name == "tok"
     with pytest.raises(DataError, match=r"unknown kind 'regex'; expected one of "
-                                        r"\['token', 'string', 'learned', 'llm'\]"):
+                                        r"\['token', 'string', 'learned', 'llm', 'any'\]"):
         J.make_judge({"name": "regex"})
     with pytest.raises(DataError, match=r"judge 'learned': unknown option\(s\) \[\], missing option\(s\) \['path'\]"):
         J.make_judge({"name": "learned"})
@@ -250,6 +250,23 @@ def test_make_judge():
         J.make_judge({"name": "llm", "backend": "vllm"})
     with pytest.raises(DataError, match=r"missing option\(s\) \['model'\]"):
         J.make_judge({"name": "llm", "backend": "openai", "base_url": "http://x"})
+
+
+def test_any_judge_by_hand():
+    """Refusal if any member says so; compliance only if every member labelled the row and none refused."""
+    judge = J.make_judge({"name": "either", "kind": "any", "of": [{"name": "string"}, {"name": "token"}]})
+    rows = [row(0, "I'm sorry, but no.", "[respond]"),   # string: refusal, token: compliance → refusal
+            row(1, "Sure, here it is.", "[refuse]"),     # string: compliance, token: refusal → refusal
+            row(2, "Sure, here it is.", "[respond]"),    # both compliance → compliance
+            row(3, "Sure, here it is.", None)]           # string: compliance, token: no label → None
+    labels = judge.label(rows)
+    assert [l["refusal"] for l in labels] == [True, True, False, None]
+    assert labels[0]["raw"] == "string: i'm sorry" and labels[1]["raw"] == "token: [refuse]"
+    assert set(judge.settings()["members"]) == {"string", "token"}
+    with pytest.raises(DataError, match="at least two member judges"):
+        J.make_judge({"name": "one", "kind": "any", "of": [{"name": "string"}]})
+    with pytest.raises(DataError, match="must be a list of judge specs"):
+        J.make_judge({"name": "bad", "kind": "any", "of": "string"})
 
 
 # --- judge card ---------------------------------------------------------------------------------------------

@@ -288,3 +288,27 @@ def test_gpu_profile_overrides_name_existing_params():
             node = node[part]
         new = yaml.safe_load(value)
         assert type(new) is type(node) or {type(new), type(node)} <= {int, float}, (key, node, new)
+
+
+def test_bf16_auto_decides_by_flags_and_probe():
+    from refusal_tokens.train import cpu_bf16_pays
+
+    def never():
+        raise AssertionError("no probe without a native bf16 flag")
+
+    assert cpu_bf16_pays({"avx2", "fma"}, probe=never) == {"bf16": False, "flags": [], "speedup": None}
+    assert cpu_bf16_pays({"avx512_bf16"}, probe=lambda: 2.0) == {"bf16": True, "flags": ["avx512_bf16"], "speedup": 2.0}
+    assert cpu_bf16_pays({"amx_bf16"}, probe=lambda: 1.1)["bf16"] is False  # native but not faster: stay fp32
+
+
+def test_bf16_setting_is_validated_and_resolved(tmp_path):
+    from refusal_tokens.train import TrainConfig, resolve_bf16
+
+    base = dict(name="v", scheme="single", model="m", train_file="t", validation_file="v", output_dir="o",
+                checkpoint_dir="c")
+    with pytest.raises(DataError, match="bf16 must be null, true, false or auto"):
+        TrainConfig(**base, bf16="fast")
+    assert resolve_bf16(TrainConfig(**base), "cpu") == (False, None)  # default: fp32 on CPU
+    assert resolve_bf16(TrainConfig(**base), "cuda") == (True, None)
+    assert resolve_bf16(TrainConfig(**base, bf16="auto"), "cuda") == (True, None)
+    assert resolve_bf16(TrainConfig(**base, bf16=True), "cpu") == (True, None)

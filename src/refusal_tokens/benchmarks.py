@@ -280,7 +280,7 @@ def prepare_learned(params: Mapping, root: str | os.PathLike = ".", gold: Mappin
     from .judge import LEARNED_C, train_learned_judge, training_examples, training_sha256, xstest_items
 
     j, root = params["judge"], Path(root)
-    specs = {spec["path"]: spec for spec in [*j["judges"], *j["card_judges"]]
+    specs = {spec["path"]: spec for spec in _with_members([*j["judges"], *j["card_judges"]])
              if spec.get("kind", spec.get("name")) == "learned" and "path" in spec}
     if not specs:
         return {}
@@ -300,14 +300,31 @@ def prepare_learned(params: Mapping, root: str | os.PathLike = ".", gold: Mappin
     return done
 
 
+def _with_members(specs: Sequence[Mapping]) -> list[Mapping]:
+    """Judge specs and, for an ``any`` judge, its member specs (recursively)."""
+    out = []
+    for spec in specs:
+        out.append(spec)
+        if spec.get("kind", spec.get("name")) == "any" and isinstance(spec.get("of"), list):
+            out += _with_members([m for m in spec["of"] if isinstance(m, Mapping)])
+    return out
+
+
+def _resolved(spec: Mapping, root: Path) -> dict:
+    """``spec`` with its model paths (``hf`` backend, ``learned``; an ``any`` judge's members) under ``root``."""
+    spec = dict(spec)
+    if (spec.get("backend") == "hf" or spec.get("kind", spec.get("name")) == "learned") and "path" in spec:
+        spec["path"] = str(root / spec["path"])
+    if spec.get("kind", spec.get("name")) == "any" and isinstance(spec.get("of"), list):
+        spec["of"] = [_resolved(m, root) if isinstance(m, Mapping) else m for m in spec["of"]]
+    return spec
+
+
 def _stage_judge(spec: Mapping, root: Path):
-    """A judge from a params spec, with its model path (``hf`` backend, ``learned``) resolved under ``root``."""
+    """A judge from a params spec, with its model paths resolved under ``root``."""
     from .judge import make_judge
 
-    spec = dict(spec)
-    if spec.get("backend") == "hf" or spec.get("kind", spec.get("name")) == "learned":
-        spec["path"] = str(root / spec["path"])
-    return make_judge(spec)
+    return make_judge(_resolved(spec, root))
 
 
 def judge_generations(params: Mapping, root: str | os.PathLike = ".", gold: Mapping | None = None) -> dict:

@@ -283,18 +283,27 @@ class Backend(Protocol):
 
 @dataclass
 class HFBackend:
-    """transformers ``generate`` (greedy) on left-padded, length-sorted batches."""
+    """transformers ``generate`` (greedy) on left-padded, length-sorted batches.
+
+    ``share_prefill`` (default): the continuations of one prompt (``[refuse]`` and ``[respond]``, and the unforced
+    one where it is needed) share one forward pass over the prompt. Each batch of distinct prompts is run once
+    without its last token, the key/value cache is copied once per continuation, and ``generate`` starts from that
+    cache with the prompt's last token plus the forced token: two of the study's three forward passes over a prompt
+    are saved. Off: every (prompt, first token) pair is generated from scratch (the reference; bench/generation.py
+    compares the two response by response).
+    """
 
     model: object
     tokenizer: object
-    batch_size: int = 16
+    batch_size: int = 16  # distinct prompts per batch (with share_prefill, ≈2× as many sequences are decoded)
     progress: bool = False
     max_tokens: int = 0  # > 0: at most this many padded prompt tokens per batch (see length_batches)
+    share_prefill: bool = True
     generated_tokens: int = field(default=0, init=False)  # new tokens produced, for cost accounting
 
     @torch.no_grad()
     def continue_from(self, conversations, first_tokens, max_new_tokens: int) -> list[str]:
-        from .scoring import chat_prompts, end_of_turn_ids, left_pad
+        from .scoring import chat_prompts
 
         if len(conversations) != len(first_tokens):
             raise DataError("one first token (or None) per conversation")
@@ -304,30 +313,76 @@ class HFBackend:
         missing = sorted(t for t in forced if t not in vocab)
         if missing:
             raise DataError(f"the tokenizer lacks {missing}: was this model trained with that scheme?")
-        encoded = [ids + ([vocab[t]] if t is not None else [])
-                   for ids, t in zip(chat_prompts(tok, conversations), first_tokens)]
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        stops = end_of_turn_ids(tok)
-        device = next(self.model.parameters()).device
-        batches = length_batches([len(e) for e in encoded], self.batch_size, self.max_tokens)
+        prompts = chat_prompts(tok, conversations)
+        firsts = [None if t is None else vocab[t] for t in first_tokens]
+        rows_of: dict[tuple[int, ...], list[int]] = {}  # distinct prompt → the rows that continue it
+        for i, ids in enumerate(prompts):
+            rows_of.setdefault(tuple(ids) if self.share_prefill else (i,), []).append(i)
+        groups = list(rows_of.values())
+        batches = length_batches([len(prompts[g[0]]) for g in groups], self.batch_size, self.max_tokens)
         if self.progress:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc="generating", unit="batch")
-        texts = [""] * len(encoded)
+        texts = [""] * len(prompts)
         self.model.eval()
         for batch in batches:
-            ids, mask = left_pad([encoded[i] for i in batch], pad)
-            out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                                      max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=stops,
-                                      top_p=None, top_k=None, temperature=None)
-            new = out[:, ids.shape[1]:]
-            for row, i in enumerate(batch):
-                seq = new[row].tolist()
-                end = next((k for k, t in enumerate(seq) if t in stops), None)
-                self.generated_tokens += len(seq) if end is None else end + 1
-                texts[i] = tok.decode(seq if end is None else seq[:end], skip_special_tokens=False)
+            if self.share_prefill:
+                self._shared([groups[g] for g in batch], prompts, firsts, max_new_tokens, texts)
+            else:
+                rows = [groups[g][0] for g in batch]
+                self._generate(rows, [prompts[i] + ([] if firsts[i] is None else [firsts[i]]) for i in rows],
+                               None, None, max_new_tokens, texts)
         return texts
+
+    def _generate(self, rows, sequences, cache, cache_mask, max_new_tokens: int, texts: list[str]) -> None:
+        """Greedy continuations of ``sequences`` (left-padded here, or right-aligned after ``cache_mask``'s prefix,
+        which ``cache`` already holds), decoded into ``texts[rows]``."""
+        from .scoring import end_of_turn_ids, left_pad
+
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        stops = end_of_turn_ids(tok)
+        device = next(self.model.parameters()).device
+        ids, mask = left_pad(sequences, pad)
+        if cache_mask is not None:
+            mask = torch.cat([cache_mask, mask], dim=1)
+            ids = torch.cat([torch.full(cache_mask.shape, pad, dtype=ids.dtype), ids], dim=1)
+        out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), cache=cache,
+                                  do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=stops,
+                                  top_p=None, top_k=None, temperature=None)
+        new = out[:, ids.shape[1]:]
+        for row, i in enumerate(rows):
+            seq = new[row].tolist()
+            end = next((k for k, t in enumerate(seq) if t in stops), None)
+            self.generated_tokens += len(seq) if end is None else end + 1
+            texts[i] = tok.decode(seq if end is None else seq[:end], skip_special_tokens=False)
+
+    def _shared(self, groups, prompts, firsts, max_new_tokens: int, texts: list[str]) -> None:
+        """One forward over each distinct prompt but its last token; its cache copied to every continuation."""
+        import copy
+
+        from .scoring import left_pad
+
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        device = next(self.model.parameters()).device
+        ids, mask = left_pad([prompts[g[0]][:-1] for g in groups], pad)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                           position_ids=positions.to(device), use_cache=True, logits_to_keep=1).past_key_values
+        # forced and unforced continuations differ in length (prompt's last token + forced token, or the last
+        # token alone), so each kind is decoded in its own generate call from its own copy of the cache
+        for kind in (True, False):
+            pairs = [(slot, i) for slot, g in enumerate(groups) for i in g if (firsts[i] is not None) == kind]
+            if not pairs:
+                continue
+            index = torch.tensor([slot for slot, _ in pairs], device=device)
+            own = copy.deepcopy(cache)
+            own.reorder_cache(index)
+            rows = [i for _, i in pairs]
+            self._generate(rows, [prompts[i][-1:] + ([firsts[i]] if kind else []) for i in rows], own,
+                           mask[index.cpu()], max_new_tokens, texts)
 
 
 class GenerationCache:

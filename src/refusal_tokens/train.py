@@ -6,7 +6,9 @@
 
 Data are conversational prompt/completion rows (notebook 01); TRL's completion-only loss covers the assistant
 turn, whose first characters are the scheme token. Device settings are explicit: on CPU fp32 without gradient
-checkpointing (TRL's defaults, bf16 + checkpointing, are emulated and very slow there); on CUDA bf16.
+checkpointing (TRL's defaults, bf16 + checkpointing, are emulated and very slow on an AVX2-only CPU); on CUDA bf16
+autocast. ``bf16: auto`` also autocasts on a CPU with native bf16 where a short probe measures it faster; weights
+and optimizer state stay fp32 everywhere.
 
 Each run writes a Hub-ready folder: model + tokenizer (+ chat template), ``params.json`` (resolved config),
 ``training_log.json`` (loss and p(scheme token) vs step), ``metrics.json`` and a model card ``README.md``.
@@ -70,7 +72,10 @@ class TrainConfig:
     save_steps: int = 8
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    bf16: bool | None = None  # None: on for CUDA, off for CPU
+    # None: bf16 autocast on CUDA, fp32 on CPU (bit-reproducible across CPUs); "auto": also bf16 autocast on a CPU
+    # whose flags list native bf16 (avx512_bf16 / amx_bf16) and where a short bf16-vs-fp32 matmul probe measures
+    # ≥ 1.3× (cpu_bf16_pays); True / False: forced. Weights and AdamW state stay fp32 in every case (master_dtype)
+    bf16: bool | str | None = None
     gradient_checkpointing: bool | None = None  # None: off (small models); the paper profile turns it on
     torch_threads: int = 0  # 0 = torch's default
     dataloader_num_workers: int = 0
@@ -93,6 +98,8 @@ class TrainConfig:
             raise DataError(f"{self.name}: new_token_lr needs a scheme with tokens (scheme 'none' has none)")
         if self.freeze_layers < 0:
             raise DataError(f"{self.name}: freeze_layers must be ≥ 0, got {self.freeze_layers}")
+        if self.bf16 not in (None, True, False, "auto"):
+            raise DataError(f"{self.name}: bf16 must be null, true, false or auto, got {self.bf16!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise DataError(f"{self.name}: warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
 
@@ -118,12 +125,62 @@ def resolve_device(cfg: TrainConfig) -> str:
     return cfg.device
 
 
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags of native bf16 matmuls (without them bf16 is emulated)
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def matmul_speedup_bf16(n: int = 1024, seconds: float = 0.5) -> float:
+    """fp32 time / bf16 time of an n×n matmul, each repeated for about ``seconds`` (after one warm-up)."""
+    import torch
+
+    def rate(dtype) -> float:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        torch.matmul(a, b)
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            torch.matmul(a, b)
+            count += 1
+        return count / (time.perf_counter() - start)
+
+    return rate(torch.bfloat16) / rate(torch.float32)
+
+
+def cpu_bf16_pays(flags: set[str] | None = None, probe=matmul_speedup_bf16, min_speedup: float = 1.3) -> dict:
+    """Whether bf16 autocast should pay on this CPU: ``{"bf16": bool, "flags": [...], "speedup": float | None}``.
+    Without a native bf16 flag the probe is not run (bf16 is emulated: measured several times slower)."""
+    flags = cpu_flags() if flags is None else flags
+    native = [f for f in BF16_FLAGS if f in flags]
+    if not native:
+        return {"bf16": False, "flags": native, "speedup": None}
+    speedup = probe()
+    return {"bf16": speedup >= min_speedup, "flags": native, "speedup": round(speedup, 2)}
+
+
+def resolve_bf16(cfg: TrainConfig, device: str) -> tuple[bool, dict | None]:
+    """(bf16 autocast on?, the CPU probe's record when ``bf16: auto`` ran it)."""
+    if cfg.bf16 == "auto":
+        if device == "cuda":
+            return True, None
+        probe = cpu_bf16_pays()
+        return probe["bf16"], probe
+    return ((device == "cuda") if cfg.bf16 is None else bool(cfg.bf16)), None
+
+
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def sft_config(cfg: TrainConfig, n_train_rows: int, device: str | None = None, processes: int | None = None,
-               check_hardware: bool = True):
+               check_hardware: bool = True, bf16_decided: bool | None = None):
     """The full TRL ``SFTConfig`` for a run, with explicit per-device precision and memory settings.
 
     ``check_hardware=False`` (dry runs) builds a CUDA configuration on a machine without a GPU: transformers
@@ -143,7 +200,7 @@ def sft_config(cfg: TrainConfig, n_train_rows: int, device: str | None = None, p
         accumulation = cfg.global_batch_size // per_step
     global_batch = cfg.per_device_train_batch_size * processes * accumulation
     steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(n_train_rows / global_batch * cfg.num_train_epochs)
-    bf16 = (device == "cuda") if cfg.bf16 is None else cfg.bf16
+    bf16 = resolve_bf16(cfg, device)[0] if bf16_decided is None else bf16_decided
     checkpointing = bool(cfg.gradient_checkpointing)
     curve = cfg.curve_every > 0
     deferred_bf16 = bf16 and not check_hardware
@@ -289,23 +346,23 @@ def token_report(model, tokenizer, rows: Sequence[Mapping], scheme: str, batch_s
     ``first_token_accuracy``: argmax over the scheme's tokens equals the row's token. ``auroc``: p(refusal) = sum
     over the refusal tokens, refusal rows vs answer rows.
     """
-    from .scoring import first_token_probs
-    from .tokens import require_tokens
+    from . import control
 
     tokens = scheme_tokens(scheme)
     if not tokens:
         return {"rows": len(rows), "first_token_accuracy": None, "auroc": None, "auroc_by_category": None,
                 "per_row": []}
-    ids = require_tokens(tokenizer, scheme)
-    probs = first_token_probs(model, tokenizer, [r["prompt"] for r in rows], ids, batch_size=batch_size)
-    n_refusal = len(refusal_tokens(scheme))
-    p_refusal = probs[:, :n_refusal].sum(dim=1).tolist()
-    chosen = [tokens[i] for i in probs.argmax(dim=1).tolist()]
+    # the same scoring path as the benchmarks (control.score), at T = 1
+    probs = [s["p"]["1"] for s in control.score(model, tokenizer, [r["prompt"] for r in rows], scheme,
+                                                  batch_size=batch_size)]
+    refusals = refusal_tokens(scheme)
+    p_refusal = [sum(p[t] for t in refusals) for p in probs]
+    chosen = [max(tokens, key=p.__getitem__) for p in probs]
     per_row = [{"id": r.get("id"), "category": r.get("category"), "subcategory": r.get("subcategory"),
                 "should_refuse": r.get("should_refuse"),
-                "first_token": r.get("first_token"), "p_refusal": p, "argmax": c,
-                "p_label": float(probs[k, tokens.index(r["first_token"])]) if r.get("first_token") else None}
-               for k, (r, p, c) in enumerate(zip(rows, p_refusal, chosen))]
+                "first_token": r.get("first_token"), "p_refusal": pr, "argmax": c,
+                "p_label": float(p[r["first_token"]]) if r.get("first_token") else None}
+               for r, p, pr, c in zip(rows, probs, p_refusal, chosen)]
     accuracy = sum(r["argmax"] == r["first_token"] for r in per_row) / len(per_row)
     by_category = category_auroc(per_row)
     return {"rows": len(rows), "first_token_accuracy": accuracy,
@@ -379,6 +436,7 @@ class Prepared:
     scored: list
     curve: list
     too_long: int
+    precision_probe: dict | None = None  # bf16: auto on a CPU: what the probe found
 
 
 def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
@@ -411,7 +469,8 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
         model.to("cuda")
     if cfg.freeze_layers:
         freeze_bottom(model, cfg.freeze_layers)
-    args = sft_config(cfg, len(train_rows), device)
+    bf16, probe = resolve_bf16(cfg, device)
+    args = sft_config(cfg, len(train_rows), device, bf16_decided=bf16)
     columns = ("prompt", "completion")
     train_set = Dataset.from_list([{k: r[k] for k in columns} for r in train_rows])
     eval_set = Dataset.from_list([{k: r[k] for k in columns} for r in val_rows[:cfg.eval_rows]])
@@ -422,7 +481,7 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=tokenizer, optimizers=(optimizer, None),
                          callbacks=[_curve_callback(tokenizer, curve_rows, cfg.scheme, curve), *callbacks])
-    return Prepared(trainer, tokenizer, args, device, scored, curve, too_long)
+    return Prepared(trainer, tokenizer, args, device, scored, curve, too_long, probe)
 
 
 def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
@@ -442,6 +501,7 @@ def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
     metrics = {
         "variant": cfg.name, "scheme": cfg.scheme, "mix": cfg.mix, "init": cfg.init,
         "device": device, "precision": "bf16" if args.bf16 else "fp32", "processes": world_size(),
+        "precision_probe": prepared.precision_probe,
         "steps": trainer.state.global_step,
         "global_batch": args.per_device_train_batch_size * world_size() * args.gradient_accumulation_steps,
         "resumed_from": last,
