@@ -9,8 +9,9 @@ The mix is rebuilt from ``params.yaml: data`` with only ``size`` changed (the ma
 ``build/budget/<name>/``) and trained with ``train.common``'s settings; unlike ``train@single_r50`` there are no
 learning-curve evaluations during training (they read the model, they do not change it). Appends one record
 (AUROCs; ``train_seconds``, from the start — evaluation sets loaded, mix built — to the end of training; the
-command, the date, the CPU) to ``reports/bench/budget_tradeoff.json``. One seed per setting: differences of a few
-hundredths may be run-to-run variation. Asserts nothing.
+command, the date, the CPU) to ``reports/bench/budget_tradeoff.json``. ``--set seed=N`` repeats a setting with another
+data order: differences between single runs are mostly that (``--summary`` pools the seeds of each setting).
+Asserts nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+
+# train.common keys this bench sets itself: no learning-curve evaluations, no checkpoints, the steps from --steps
+FIXED = ("max_steps", "curve_every", "save_steps", "score_rows")
 
 
 def main() -> None:
@@ -62,8 +67,9 @@ def main() -> None:
         if not sep:
             parser.error(f"--set needs KEY=VALUE, got {item!r}")
         target, key = (data, key[5:]) if key.startswith("data.") else (common, key)
-        if key not in target:
-            parser.error(f"--set: unknown key {item.split('=')[0]!r}")
+        if key not in target or (target is common and key in FIXED) or (target is data and key == "size"):
+            parser.error(f"--set: unknown or fixed key {item.split('=')[0]!r} (the mix size is --size, the steps "
+                         f"--steps; fixed here: {sorted(FIXED)})")
         target[key] = overrides[item.split("=")[0]] = yaml.safe_load(value)
     root = HERE.parent / "build" / "budget" / opts.name
     start = time.perf_counter()
@@ -72,15 +78,12 @@ def main() -> None:
     evals, _ = mixing.decontamination_sets(evals, sources.load("coconot_original_train", mirror))
     spec = mixing.specs_from_params(data)[0]
     mixing.write_mix(mixing.build_mix(spec, EvalIndex.build(evals), mirror=mirror), root / "mixes")
-    cfg = train.TrainConfig(
-        name=opts.name, scheme="single", model=f"{params['model']['dir']}/{params['model']['name']}/init/single-words",
-        train_file=str(root / "mixes/r50/single/train.jsonl"),
-        validation_file=str(root / "mixes/r50/single/validation.jsonl"), output_dir=str(root / "out"),
-        checkpoint_dir=str(root / "ckpt"), learning_rate=common["learning_rate"],
-        lr_scheduler_type=common["lr_scheduler_type"], max_steps=opts.steps,
-        per_device_train_batch_size=common["per_device_train_batch_size"], max_length=common["max_length"],
-        padding_free=common["padding_free"], freeze_layers=common["freeze_layers"], eval_rows=common["eval_rows"],
-        warmup_ratio=common["warmup_ratio"], save_steps=10_000, seed=common["seed"])
+    cfg = train.TrainConfig.from_mapping({
+        **{k: v for k, v in common.items() if k not in FIXED}, "name": opts.name, "scheme": "single",
+        "model": f"{params['model']['dir']}/{params['model']['name']}/init/single-words",
+        "train_file": str(root / "mixes/r50/single/train.jsonl"),
+        "validation_file": str(root / "mixes/r50/single/validation.jsonl"), "output_dir": str(root / "out"),
+        "checkpoint_dir": str(root / "ckpt"), "max_steps": opts.steps, "save_steps": 10_000})
     train.run(cfg)
     trained = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(root / "out", dtype=torch.float32)
@@ -112,6 +115,8 @@ def summary(path: Path) -> None:
     from collections import defaultdict
 
     groups = defaultdict(list)
+    if not path.is_file():
+        raise SystemExit(f"{path}: no runs recorded yet")
     for run in json.loads(path.read_text())["runs"]:
         groups[setting_of(run)].append(run)
     print(f"{'setting':58s} {'seeds':8s} {'CoCoNot held-out':22s} XSTest")

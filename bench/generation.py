@@ -50,7 +50,7 @@ def main() -> None:
     settings = {
         f"pair by pair, batch {b} (reference)": dict(share_prefill=False, batch_size=b),
         f"pair by pair, batch {2 * b}": dict(share_prefill=False, batch_size=2 * b),
-        f"shared prefill, {b // 2} prompts per batch": dict(share_prefill=True, batch_size=b // 2),
+        f"shared prefill, {max(1, b // 2)} prompts per batch": dict(share_prefill=True, batch_size=max(1, b // 2)),
         f"shared prefill, {b} prompts per batch": dict(share_prefill=True, batch_size=b),
     }
     control.HFBackend(model, tok, batch_size=4).continue_from(conversations[:4], firsts[:4], 4)  # warm-up

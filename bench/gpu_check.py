@@ -92,7 +92,7 @@ def scoring_and_generation(opts) -> dict:
     for t in thresholds:
         chosen = control.decide_all(scores[:len(gen)], "single", control.Setting(f"t{t}", "threshold", t))
         looked_up = control.assemble(ids, chosen, cache.lookup)
-        direct = control.HFBackend(model, tok, batch_size=opts.gen_batch).continue_from(
+        direct = control.HFBackend(model, tok, batch_size=opts.gen_batch, share_prefill=False).continue_from(
             [prompts[i] for i in ids], chosen, opts.max_new_tokens)
         same += sum(a == b for a, b in zip(looked_up, direct))
         total += len(ids)

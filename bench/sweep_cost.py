@@ -36,7 +36,7 @@ def main() -> None:
 
     start = time.perf_counter()
     scores = control.score(model, tok, convs, args.scheme)
-    naive_backend = control.HFBackend(model, tok, batch_size=args.batch_size)
+    naive_backend = control.HFBackend(model, tok, batch_size=args.batch_size, share_prefill=False)  # as the official code
     naive = {s.name: naive_backend.continue_from(convs, control.decide_all(scores, args.scheme, s), args.max_new_tokens)
              for s in settings}
     t_naive = time.perf_counter() - start

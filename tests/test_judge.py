@@ -267,6 +267,21 @@ def test_any_judge_by_hand():
         J.make_judge({"name": "one", "kind": "any", "of": [{"name": "string"}]})
     with pytest.raises(DataError, match="must be a list of judge specs"):
         J.make_judge({"name": "bad", "kind": "any", "of": "string"})
+    with pytest.raises(DataError, match="distinct names"):
+        J.make_judge({"name": "twice", "kind": "any", "of": [{"name": "string"}, {"name": "string"}]})
+    with pytest.raises(DataError, match=r"judge 'outer' \(any\): judge 'regex': unknown kind"):
+        J.make_judge({"name": "outer", "kind": "any", "of": [{"name": "string"}, {"name": "regex"}]})
+
+
+def test_any_judge_member_paths_resolve_and_come_back_relative(tmp_path):
+    from refusal_tokens import benchmarks as B
+
+    spec = {"name": "u", "kind": "any", "of": [{"name": "string"}, {"name": "learned", "path": "data/j.json"}]}
+    assert [m["name"] for m in B._with_members([spec])] == ["u", "string", "learned"]
+    resolved = B._resolved(spec, tmp_path)
+    assert resolved["of"][1]["path"] == str(tmp_path / "data/j.json") and spec["of"][1]["path"] == "data/j.json"
+    settings = {"members": {"learned": {"path": str(tmp_path / "data/j.json"), "c": 4.0}}, "kind": "any"}
+    assert B._unrooted(settings, tmp_path) == {"members": {"learned": {"path": "data/j.json", "c": 4.0}}, "kind": "any"}
 
 
 # --- judge card ---------------------------------------------------------------------------------------------

@@ -96,6 +96,8 @@ def test_written_mix_has_every_scheme_and_zero_partial_output(toy_records, empty
     ({"fallback_sources": ("nope",)}, "unknown source 'nope'"),
     ({"contrast_source_rows": 4}, "needs contrast_sources"),
     ({"contrast_source_rows": -1, "contrast_sources": ("dual_use_pairs",)}, "contrast_source_rows must be"),
+    ({"contrast_source_rows": 0.5, "contrast_sources": ("dual_use_pairs",)}, "contrast_source_rows must be"),
+    ({"contrast_source_rows": True, "contrast_sources": ("dual_use_pairs",)}, "contrast_source_rows must be"),
 ])
 def test_bad_mix_parameters(overrides, message):
     with pytest.raises(DataError, match=message):

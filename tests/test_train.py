@@ -306,8 +306,9 @@ def test_bf16_setting_is_validated_and_resolved(tmp_path):
 
     base = dict(name="v", scheme="single", model="m", train_file="t", validation_file="v", output_dir="o",
                 checkpoint_dir="c")
-    with pytest.raises(DataError, match="bf16 must be null, true, false or auto"):
-        TrainConfig(**base, bf16="fast")
+    for bad in ("fast", 1):
+        with pytest.raises(DataError, match="bf16 must be null, true, false or auto"):
+            TrainConfig(**base, bf16=bad)
     assert resolve_bf16(TrainConfig(**base), "cpu") == (False, None)  # default: fp32 on CPU
     assert resolve_bf16(TrainConfig(**base), "cuda") == (True, None)
     assert resolve_bf16(TrainConfig(**base, bf16="auto"), "cuda") == (True, None)

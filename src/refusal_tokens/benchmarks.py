@@ -175,14 +175,15 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
     if scheme != "none":
         require_tokens(tokenizer, scheme)  # fail before any work if the model lacks its scheme's tokens
     temperatures = [float(t) for t in g["temperatures"]]
-    backend = control.HFBackend(model, tokenizer, batch_size=int(g["batch_size"]), progress=progress)
+    backend = control.HFBackend(model, tokenizer, batch_size=int(g["batch_size"]), progress=progress,
+                                share_prefill=bool(g.get("share_prefill", True)))
     systems = {name: text for name, text in g.get("system_prompts", {}).items()}
     sys_models, sys_benchmarks = set(g.get("system_prompt_models", ())), set(g.get("system_prompt_benchmarks", ()))
     status, counts, started = {}, {}, time.perf_counter()
     # what a cached response depends on besides (prompt, first token): a cache made otherwise is never read
     identity = {"model": model_name, "folder": str(Path(g["models_root"]) / spec["path"]),
                 "weights": weights_fingerprint(folder), "max_new_tokens": int(g["max_new_tokens"]),
-                "dtype": str(dtype).removeprefix("torch.")}
+                "dtype": str(dtype).removeprefix("torch."), "share_prefill": backend.share_prefill}
     out = root / g["out"] / model_name
     with atomic_dir(out) as tmp:
         jobs: list[tuple[str, list[dict], int]] = []
@@ -305,7 +306,7 @@ def _with_members(specs: Sequence[Mapping]) -> list[Mapping]:
     out = []
     for spec in specs:
         out.append(spec)
-        if spec.get("kind", spec.get("name")) == "any" and isinstance(spec.get("of"), list):
+        if spec.get("kind", spec.get("name")) == "any" and isinstance(spec.get("of"), (list, tuple)):
             out += _with_members([m for m in spec["of"] if isinstance(m, Mapping)])
     return out
 
@@ -315,9 +316,20 @@ def _resolved(spec: Mapping, root: Path) -> dict:
     spec = dict(spec)
     if (spec.get("backend") == "hf" or spec.get("kind", spec.get("name")) == "learned") and "path" in spec:
         spec["path"] = str(root / spec["path"])
-    if spec.get("kind", spec.get("name")) == "any" and isinstance(spec.get("of"), list):
+    if spec.get("kind", spec.get("name")) == "any" and isinstance(spec.get("of"), (list, tuple)):
         spec["of"] = [_resolved(m, root) if isinstance(m, Mapping) else m for m in spec["of"]]
     return spec
+
+
+def _unrooted(value, root: Path):
+    """``value`` (settings: dicts, lists, strings) with every path under ``root`` written relative to it."""
+    if isinstance(value, Mapping):
+        return {k: _unrooted(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unrooted(v, root) for v in value]
+    if isinstance(value, str) and value.startswith(f"{root}/"):
+        return value[len(str(root)) + 1:]
+    return value
 
 
 def _stage_judge(spec: Mapping, root: Path):
@@ -377,7 +389,6 @@ def write_judge_card(params: Mapping, root: str | os.PathLike = ".", records=Non
     for spec in j["card_judges"]:
         spec = dict(spec)
         limit = int(spec.pop("rows", 0) or 0)
-        relative_path = spec.get("path")
         subset, nc_subset = records, noncompliance
         if limit:  # drawn from the held-out parts, which the card reports (all records if none is held out)
             pool = [(r, g) for r, g in zip(records, labels) if r.category not in XSTEST_TUNE_MODELS]
@@ -393,8 +404,8 @@ def write_judge_card(params: Mapping, root: str | os.PathLike = ".", records=Non
                          + ", stratified over (completing model or source, gold label): its numbers are noisier than "
                          "the others'.")
         part = judge_card([_stage_judge(spec, root)], subset, nc_subset, gold["truncate"], gold["description"])
-        if "path" in part["judges"][spec["name"]]["settings"]:  # as configured (relative), not this machine's path
-            part["judges"][spec["name"]]["settings"]["path"] = relative_path
+        # paths as configured (relative to the project), not this machine's, also inside an 'any' judge's members
+        part["judges"][spec["name"]]["settings"] = _unrooted(part["judges"][spec["name"]]["settings"], root)
         if card is None or (not limit and card.get("_subset")):
             card = {**part, "judges": {**(card or {}).get("judges", {}), **part["judges"]}, "_subset": bool(limit)}
         else:

@@ -327,7 +327,7 @@ class HFBackend:
         texts = [""] * len(prompts)
         self.model.eval()
         for batch in batches:
-            if self.share_prefill:
+            if any(len(groups[g]) > 1 for g in batch):  # something to share (else the plain path: no extra call)
                 self._shared([groups[g] for g in batch], prompts, firsts, max_new_tokens, texts)
             else:
                 rows = [groups[g][0] for g in batch]
@@ -335,9 +335,9 @@ class HFBackend:
                                None, None, max_new_tokens, texts)
         return texts
 
-    def _generate(self, rows, sequences, cache, cache_mask, max_new_tokens: int, texts: list[str]) -> None:
-        """Greedy continuations of ``sequences`` (left-padded here, or right-aligned after ``cache_mask``'s prefix,
-        which ``cache`` already holds), decoded into ``texts[rows]``."""
+    def _generate(self, rows, sequences, cache, prefix, max_new_tokens: int, texts: list[str]) -> None:
+        """Greedy continuations of ``sequences``, decoded into ``texts[rows]``. Without ``cache`` they are left-padded
+        here; with it, they follow ``prefix`` = (ids, mask), the left-padded tokens the cache already holds."""
         from .scoring import end_of_turn_ids, left_pad
 
         tok = self.tokenizer
@@ -345,9 +345,8 @@ class HFBackend:
         stops = end_of_turn_ids(tok)
         device = next(self.model.parameters()).device
         ids, mask = left_pad(sequences, pad)
-        if cache_mask is not None:
-            mask = torch.cat([cache_mask, mask], dim=1)
-            ids = torch.cat([torch.full(cache_mask.shape, pad, dtype=ids.dtype), ids], dim=1)
+        if prefix is not None:  # generate reads only the uncached tail, but logits processors may read it all
+            ids, mask = torch.cat([prefix[0], ids], dim=1), torch.cat([prefix[1], mask], dim=1)
         out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), cache=cache,
                                   do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=stops,
                                   top_p=None, top_k=None, temperature=None)
@@ -370,19 +369,18 @@ class HFBackend:
         ids, mask = left_pad([prompts[g[0]][:-1] for g in groups], pad)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                           position_ids=positions.to(device), use_cache=True, logits_to_keep=1).past_key_values
+                           position_ids=positions.to(device), use_cache=True, logits_to_keep=1).cache
         # forced and unforced continuations differ in length (prompt's last token + forced token, or the last
         # token alone), so each kind is decoded in its own generate call from its own copy of the cache
-        for kind in (True, False):
+        kinds = [kind for kind in (True, False) if any((firsts[i] is not None) == kind for g in groups for i in g)]
+        for n, kind in enumerate(kinds):
             pairs = [(slot, i) for slot, g in enumerate(groups) for i in g if (firsts[i] is not None) == kind]
-            if not pairs:
-                continue
-            index = torch.tensor([slot for slot, _ in pairs], device=device)
-            own = copy.deepcopy(cache)
-            own.reorder_cache(index)
+            index = torch.tensor([slot for slot, _ in pairs])
+            own = cache if n == len(kinds) - 1 else copy.deepcopy(cache)  # the last kind may consume the original
+            own.reorder_cache(index.to(device))
             rows = [i for _, i in pairs]
             self._generate(rows, [prompts[i][-1:] + ([firsts[i]] if kind else []) for i in rows], own,
-                           mask[index.cpu()], max_new_tokens, texts)
+                           (ids[index], mask[index]), max_new_tokens, texts)
 
 
 class GenerationCache:

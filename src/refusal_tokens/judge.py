@@ -620,6 +620,9 @@ class AnyJudge(Judge):
     def __init__(self, members: Sequence[Judge], name: str = "any"):
         if len(members) < 2:
             raise DataError(f"judge {name!r}: an 'any' judge needs at least two member judges, got {len(members)}")
+        names = [m.name for m in members]
+        if len(set(names)) != len(names):
+            raise DataError(f"judge {name!r}: member judges need distinct names, got {names}")
         self.members, self.name = list(members), name
 
     def label(self, rows: Sequence[Mapping]) -> list[dict]:
@@ -680,7 +683,10 @@ def make_judge(spec: Mapping) -> Judge:
     if kind == "any":
         if not isinstance(options["of"], (list, tuple)) or not all(isinstance(m, Mapping) for m in options["of"]):
             raise DataError(f"judge {name!r}: 'of' must be a list of judge specs, got {options['of']!r}")
-        return AnyJudge([make_judge(m) for m in options["of"]], name)
+        try:
+            return AnyJudge([make_judge(m) for m in options["of"]], name)
+        except DataError as error:
+            raise DataError(f"judge {name!r} (any): {error}") from None
     if backend == "hf":
         return LLMJudge(LocalHFBackend(options.pop("path"), **options), name)
     key_env = options.pop("api_key_env", None)

@@ -98,7 +98,7 @@ class MixSpec:
             raise bad("max_response_tokens and max_prompt_tokens must be ≥ 1")
         for name in [*self.primary_sources, *self.fallback_sources, *self.general_sources, *self.contrast_sources]:
             S.get(name)  # unknown source → DataError
-        if not isinstance(self.contrast_source_rows, int) or not 0 <= self.contrast_source_rows <= self.size:
+        if type(self.contrast_source_rows) is not int or not 0 <= self.contrast_source_rows <= self.size:
             raise bad(f"contrast_source_rows must be an integer in [0, size], got {self.contrast_source_rows!r}")
         if self.contrast_source_rows and not self.contrast_sources:
             raise bad("contrast_source_rows > 0 needs contrast_sources")
@@ -125,7 +125,7 @@ def specs_from_params(params: Mapping) -> list[MixSpec]:
                                      "max_response_tokens", "max_prompt_tokens", "val_fraction", "seed",
                                      "primary_sources", "fallback_sources", "general_sources")}
     common["contrast_sources"] = tuple(params.get("contrast_sources") or ())
-    common["contrast_source_rows"] = int(params.get("contrast_source_rows") or 0)
+    common["contrast_source_rows"] = params.get("contrast_source_rows", 0)  # MixSpec checks it
     specs = [MixSpec(name=mix_name(p), refusal_proportion=p, **common) for p in proportions]
     for name, overrides in (params.get("extra_mixes") or {}).items():
         if name in {spec.name for spec in specs}:

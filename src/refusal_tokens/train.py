@@ -98,7 +98,7 @@ class TrainConfig:
             raise DataError(f"{self.name}: new_token_lr needs a scheme with tokens (scheme 'none' has none)")
         if self.freeze_layers < 0:
             raise DataError(f"{self.name}: freeze_layers must be ≥ 0, got {self.freeze_layers}")
-        if self.bf16 not in (None, True, False, "auto"):
+        if not (self.bf16 is None or type(self.bf16) is bool or self.bf16 == "auto"):
             raise DataError(f"{self.name}: bf16 must be null, true, false or auto, got {self.bf16!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise DataError(f"{self.name}: warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
