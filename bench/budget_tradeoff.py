@@ -89,7 +89,7 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(root / "out", dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(root / "out")
     record = {"name": opts.name, "size": opts.size, "steps": opts.steps, "overrides": overrides,
-              "train_seconds": trained - start}
+              "train": {k: getattr(cfg, k) for k in SETTING_KEYS}, "train_seconds": trained - start}
     for label, benches in (("auroc_coconot_heldout", ("coconot_original", "coconot_contrast")),
                            ("auroc_xstest", ("xstest",))):
         rows = [r for b in benches for r in benchmark_rows(b, mirror)]
@@ -104,10 +104,17 @@ def main() -> None:
     out.write_text(json.dumps({"script": "bench/budget_tradeoff.py", "runs": runs + [record]}, indent=2) + "\n")
 
 
+# the training settings a record names (besides size, steps and seed)
+SETTING_KEYS = ("freeze_layers", "learning_rate", "lr_scheduler_type", "warmup_ratio", "per_device_train_batch_size")
+
+
 def setting_of(run: dict) -> str:
-    """A run's setting without its seed: size, steps and the other overrides."""
-    rest = {k: v for k, v in run.get("overrides", {}).items() if k != "seed"}
-    return f"size {run['size']}, {run['steps']} steps" + "".join(f", {k}={v}" for k, v in sorted(rest.items()))
+    """A run's setting without its seed: size, steps, frozen blocks and the other overrides. Records written before
+    the ``train`` field existed ran with the then default of 20 frozen blocks unless an override says otherwise."""
+    rest = {k: v for k, v in run.get("overrides", {}).items() if k not in ("seed", "freeze_layers")}
+    freeze = run.get("train", {}).get("freeze_layers", run.get("overrides", {}).get("freeze_layers", 20))
+    return (f"size {run['size']}, {run['steps']} steps, freeze {freeze}"
+            + "".join(f", {k}={v}" for k, v in sorted(rest.items())))
 
 
 def summary(path: Path) -> None:
@@ -119,7 +126,7 @@ def summary(path: Path) -> None:
         raise SystemExit(f"{path}: no runs recorded yet")
     for run in json.loads(path.read_text())["runs"]:
         groups[setting_of(run)].append(run)
-    print(f"{'setting':58s} {'seeds':8s} {'CoCoNot held-out':22s} XSTest")
+    print(f"{'setting':76s} {'seeds':8s} {'CoCoNot held-out':22s} XSTest")
     for setting, runs in groups.items():
         seeds = ",".join(str(r.get("overrides", {}).get("seed", 0)) for r in runs)
 
@@ -128,7 +135,7 @@ def summary(path: Path) -> None:
             mean = sum(values) / len(values)
             return f"{mean:.3f}" + (f" [{min(values):.3f}–{max(values):.3f}]" if len(values) > 1 else "")
 
-        print(f"{setting:58s} {seeds:8s} {cell('auroc_coconot_heldout'):22s} {cell('auroc_xstest')}")
+        print(f"{setting:76s} {seeds:8s} {cell('auroc_coconot_heldout'):22s} {cell('auroc_xstest')}")
 
 
 if __name__ == "__main__":
