@@ -47,14 +47,13 @@ def gemm_peak(n: int = 2048, repeats: int = 10, dtype=torch.float32) -> float:
 
 def cpu_info() -> dict:
     """CPU model, the flags that decide fp32 / bf16 speed, and torch's threads (for the bench JSON)."""
-    model, flags = "unknown", set()
+    from refusal_tokens.train import cpu_flags
+
+    model, flags = "unknown", cpu_flags()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown":
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
         pass
     relevant = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni"]
     return {"cpu": model, "flags": [f for f in relevant if f in flags], "torch_threads": torch.get_num_threads(),
