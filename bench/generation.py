@@ -4,13 +4,18 @@ unforced response where the top token is not a scheme token) generated pair by p
 side in one run, response by response.
 
     python bench/generation.py [--model models/smollm2-135m/sft/single_r50] [--prompts 96] [--max-new-tokens 16]
-                               [--batch-size 32]
+                               [--batch-size 32] [--max-tokens 2048]
 
 Prompts: a stratified sample of CoCoNot original + contrast (the calibration prompts). Settings, each timed on the
-same pairs after one warm-up: the reference at ``--batch-size`` sequences per batch; the reference at twice that;
-the shared prefill at ``--batch-size`` / 2 distinct prompts (≈ the same number of sequences decoded at once) and at
-``--batch-size`` prompts. Every setting's responses are compared with the reference's (fp32: the share identical;
-a difference comes from a different batch composition changing float rounding at a near-tie, and is printed).
+same pairs after one warm-up: the reference at ``--batch-size`` sequences per batch; the shared prefill at
+``--batch-size`` / 2 distinct prompts (≈ the same number of sequences decoded at once), at ``--batch-size`` prompts,
+and at twice that with at most ``--max-tokens`` padded prompt tokens per batch (long prompts in smaller batches);
+and, when the ``ctranslate2`` package is installed, CTranslate2's fp32 generator on the same pairs (a C++ inference
+engine; not a dependency of the study). Every setting's responses are compared with the reference's (fp32: the share
+identical; a difference comes from a different batch composition changing float rounding at a near-tie, and is
+printed). Each setting's useful work is counted in model FLOPs (prompt positions it must run, forced and new tokens;
+padding not counted) against the fp32 GEMM peak measured in the same run: the share of peak says how much faster the
+same work could still run, and the prefill the sharing removes bounds what sharing alone can save.
 Writes what it printed to ``reports/bench/generation.json`` (with the command, the date, the CPU). Asserts nothing.
 """
 
@@ -28,16 +33,19 @@ sys.path.insert(0, str(HERE))
 
 def main() -> None:
     from common import coconot_sample, load_model
-    from sft_throughput import cpu_info
+    from sft_throughput import cpu_info, gemm_peak
 
     from refusal_tokens import control
+    from refusal_tokens.scoring import chat_prompts
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/smollm2-135m/sft/single_r50")
     parser.add_argument("--scheme", default="single")
     parser.add_argument("--prompts", type=int, default=96)
     parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=32, help="the study's generate.batch_size")
+    parser.add_argument("--batch-size", type=int, default=32, help="the reference's sequences per batch")
+    parser.add_argument("--max-tokens", type=int, default=2048,
+                        help="padded prompt tokens per batch for the largest shared-prefill setting")
     parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "generation.json"))
     opts = parser.parse_args()
     model, tok = load_model(opts.model)
@@ -46,13 +54,24 @@ def main() -> None:
     pairs = [(c, t) for c, s in zip(convs, scores) for t in control.needed_first_tokens(s, opts.scheme)]
     conversations = [c for c, _ in pairs]
     firsts = [None if t == control.FREE else t for _, t in pairs]
+    # useful work in token forwards (padding and rows that already stopped are not counted): every position of a
+    # prompt the setting must run once, plus the forced token, plus each new token up to its end of turn
+    lengths = [len(p) for p in chat_prompts(tok, conversations)]
+    forced = sum(t is not None for t in firsts)
+    prompt_tokens = {"pairs": sum(lengths),
+                     "distinct": sum(len(p) for p in {tuple(p): p for p in chat_prompts(tok, convs)}.values())}
     b = opts.batch_size
     settings = {
         f"pair by pair, batch {b} (reference)": dict(share_prefill=False, batch_size=b),
-        f"pair by pair, batch {2 * b}": dict(share_prefill=False, batch_size=2 * b),
         f"shared prefill, {max(1, b // 2)} prompts per batch": dict(share_prefill=True, batch_size=max(1, b // 2)),
         f"shared prefill, {b} prompts per batch": dict(share_prefill=True, batch_size=b),
+        f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens": dict(
+            share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens),
     }
+    config = model.config
+    non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
+    head = config.vocab_size * config.hidden_size  # the LM head (tied to the embedding): counted per new token
+    peak = gemm_peak()
     control.HFBackend(model, tok, batch_size=4).continue_from(conversations[:4], firsts[:4], 4)  # warm-up
     results, reference = [], None
     for name, kwargs in settings.items():
@@ -61,25 +80,83 @@ def main() -> None:
         texts = backend.continue_from(conversations, firsts, opts.max_new_tokens)
         seconds = time.perf_counter() - start
         reference = reference or (seconds, texts)
-        same = sum(a == r for a, r in zip(texts, reference[1]))
-        results.append({"setting": name, **kwargs, "seconds": round(seconds, 2),
-                        "responses_per_s": round(len(texts) / seconds, 2),
-                        "new_tokens_per_s": round(backend.generated_tokens / seconds, 1),
-                        "speedup_vs_reference": round(reference[0] / seconds, 2),
-                        "identical_to_reference": f"{same}/{len(texts)}",
-                        "differences": [{"forced": t, "reference": r, "this": a}
-                                        for a, r, t in zip(texts, reference[1], firsts) if a != r][:5]})
-        print(f"{name:45s} {seconds:7.1f} s  {len(texts) / seconds:5.1f} responses/s  "
-              f"×{reference[0] / seconds:4.2f}  identical {same}/{len(texts)}")
+        prefill = prompt_tokens["distinct" if kwargs["share_prefill"] else "pairs"] + forced
+        flops = 2 * non_embedding * (prefill + backend.generated_tokens) + 2 * head * backend.generated_tokens
+        results.append(_result(name, kwargs, seconds, texts, reference, firsts, backend.generated_tokens,
+                               flops, peak))
+    try:
+        import ctranslate2  # noqa: F401  (optional: pip install ctranslate2)
+
+        results.append(_ctranslate2(opts, tok, conversations, firsts, reference, peak, non_embedding, head,
+                                    prompt_tokens["pairs"] + forced))
+    except ImportError:
+        print("CTranslate2 not installed: its setting is skipped (pip install ctranslate2)")
     n_free = sum(t is None for t in firsts)
-    print(f"{len(convs)} prompts → {len(pairs)} responses ({n_free} unforced), {opts.max_new_tokens} new tokens, fp32")
+    ceiling = (prompt_tokens["pairs"] + forced) / (prompt_tokens["distinct"] + forced)
+    lines = [f"{len(convs)} prompts ({prompt_tokens['distinct'] / len(convs):.1f} tokens on average) → {len(pairs)} "
+             f"responses ({n_free} unforced), ≤{opts.max_new_tokens} new tokens, fp32; GEMM peak {peak:.0f} GFLOP/s",
+             f"sharing the prompt forward removes {1 - (prompt_tokens['distinct'] + forced) / (prompt_tokens['pairs'] + forced):.0%} "
+             f"of the prefill work (prefill alone could run {ceiling:.2f}× faster)"]
+    print("\n".join(lines))
     record = {"script": "bench/generation.py", "prompts": len(convs), "responses": len(pairs), "unforced": n_free,
-              "max_new_tokens": opts.max_new_tokens, "model": opts.model, "results": results,
+              "max_new_tokens": opts.max_new_tokens, "model": opts.model, "gemm_peak_gflops": round(peak, 1),
+              "flops_counted": "2 × non-embedding parameters per prompt position run and per new token, plus "
+                               "2 × vocab × hidden (the LM head) per new token; attention and padding not counted",
+              "results": results, "summary": lines,
               "command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
               **cpu_info()}
     out = Path(opts.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
+def _result(name, kwargs, seconds, texts, reference, firsts, new_tokens, flops, peak) -> dict:
+    same = sum(a == r for a, r in zip(texts, reference[1]))
+    gflops = flops / seconds / 1e9
+    row = {"setting": name, **kwargs, "seconds": round(seconds, 2), "responses_per_s": round(len(texts) / seconds, 2),
+           "new_tokens_per_s": round(new_tokens / seconds, 1), "gflops": round(gflops, 1),
+           "share_of_peak": round(gflops / peak, 3), "speedup_vs_reference": round(reference[0] / seconds, 2),
+           "identical_to_reference": f"{same}/{len(texts)}",
+           "differences": [{"forced": t, "reference": r, "this": a}
+                           for a, r, t in zip(texts, reference[1], firsts) if a != r][:5]}
+    print(f"{name:50s} {seconds:7.1f} s  {len(texts) / seconds:5.1f} responses/s  {gflops:5.0f} GFLOP/s "
+          f"= {gflops / peak:4.0%} of peak  ×{reference[0] / seconds:4.2f}  identical {same}/{len(texts)}")
+    return row
+
+
+def _ctranslate2(opts, tok, conversations, firsts, reference, peak, non_embedding, head, prefill) -> dict:
+    """The same pairs through CTranslate2 (a C++ inference engine, fp32, converted from the model folder)."""
+    import tempfile
+
+    import ctranslate2
+    import torch
+    from ctranslate2.converters import TransformersConverter
+
+    from refusal_tokens.scoring import chat_prompts, end_of_turn_ids
+
+    vocab, stops = tok.get_vocab(), end_of_turn_ids(tok)
+    sequences = [p + ([] if f is None else [vocab[f]]) for p, f in zip(chat_prompts(tok, conversations), firsts)]
+    with tempfile.TemporaryDirectory() as folder:
+        TransformersConverter(opts.model).convert(folder, force=True)
+        generator = ctranslate2.Generator(folder, device="cpu", compute_type="float32", inter_threads=1,
+                                          intra_threads=torch.get_num_threads())
+        tokens = [tok.convert_ids_to_tokens(s) for s in sequences]
+        ends = tok.convert_ids_to_tokens(list(stops))
+        kwargs = dict(max_length=opts.max_new_tokens, sampling_topk=1, include_prompt_in_result=False, end_token=ends)
+        generator.generate_batch(tokens[:4], max_batch_size=4, **(kwargs | {"max_length": 4}))  # warm-up
+        start = time.perf_counter()
+        results = generator.generate_batch(tokens, max_batch_size=opts.batch_size, **kwargs)
+        seconds = time.perf_counter() - start
+    texts, new_tokens = [], 0
+    for r in results:
+        ids = r.sequences_ids[0]
+        end = next((k for k, t in enumerate(ids) if t in stops), None)
+        new_tokens += len(ids) if end is None else end + 1
+        texts.append(tok.decode(ids if end is None else ids[:end], skip_special_tokens=False))
+    flops = 2 * non_embedding * (prefill + new_tokens) + 2 * head * new_tokens
+    return _result(f"CTranslate2 {ctranslate2.__version__} fp32, batch {opts.batch_size}",
+                   {"share_prefill": False, "batch_size": opts.batch_size}, seconds, texts, reference, firsts,
+                   new_tokens, flops, peak)
 
 
 if __name__ == "__main__":

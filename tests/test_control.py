@@ -162,18 +162,33 @@ def test_exact_sweep_lookup_equals_regeneration(tiny_single, tmp_path):
     assert len(seen) >= 3  # the sweep really changed decisions
 
 
-def test_shared_prefill_equals_generating_each_pair_from_scratch(tiny_single):
+@pytest.mark.parametrize("batch_size, max_tokens", [(2, 0), (5, 0), (5, 60)])
+def test_shared_prefill_equals_generating_each_pair_from_scratch(tiny_single, batch_size, max_tokens):
     """One prompt forward shared by [refuse], [respond] and the unforced continuation (prompts of different lengths,
-    in one batch and across batches) gives the responses of generating every (prompt, first token) pair alone."""
+    in one batch and across batches, with and without a cap on padded prompt tokens) gives the responses of
+    generating every (prompt, first token) pair alone."""
+    from refusal_tokens.scoring import chat_prompts
+
     model, tok, _ = tiny_single
     convs = conversations(5)
+    if max_tokens:  # the cap really splits the 5 prompts that would otherwise share one batch
+        lengths = [len(p) for p in chat_prompts(tok, convs)]
+        assert len(control.length_batches(lengths, batch_size, max_tokens)) > 1 == len(
+            control.length_batches(lengths, batch_size))
     pairs = [(c, t) for c in convs for t in (REFUSE, RESPOND, None)]
     pairs = pairs[::2] + pairs[1::2]  # a prompt's continuations need not be adjacent
-    shared = control.HFBackend(model, tok, batch_size=2)
+    shared = control.HFBackend(model, tok, batch_size=batch_size, max_tokens=max_tokens)
     texts = shared.continue_from([c for c, _ in pairs], [t for _, t in pairs], max_new_tokens=6)
     alone = [control.HFBackend(model, tok, share_prefill=False).continue_from([c], [t], max_new_tokens=6)[0]
              for c, t in pairs]
     assert texts == alone
+
+
+@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"batch_size": 2.5}, {"batch_size": True},
+                                    {"max_tokens": -1}, {"max_tokens": "2048"}])
+def test_backend_rejects_bad_batching(kwargs):
+    with pytest.raises(DataError, match="batch_size|max_tokens"):
+        control.HFBackend(object(), object(), **kwargs)
 
 
 def test_cache_rejects_corrupt_file(tmp_path):

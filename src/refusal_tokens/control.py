@@ -301,6 +301,12 @@ class HFBackend:
     share_prefill: bool = True
     generated_tokens: int = field(default=0, init=False)  # new tokens produced, for cost accounting
 
+    def __post_init__(self):
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise DataError(f"generation batch_size must be a positive integer, got {self.batch_size!r}")
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 0:
+            raise DataError(f"generation max_tokens must be an integer ≥ 0 (0: no cap), got {self.max_tokens!r}")
+
     @torch.no_grad()
     def continue_from(self, conversations, first_tokens, max_new_tokens: int) -> list[str]:
         from .scoring import chat_prompts
