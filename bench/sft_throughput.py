@@ -11,6 +11,11 @@ trains ``warmup + steps`` steps; the first ``warmup`` are not timed. Settings (o
 - ``freeze15`` / ``freeze20``: padding-free, and the bottom 15 / 20 of 30 blocks frozen (backward stops there);
 - ``freeze15_bf16``: ``freeze15`` (the default) with bf16 autocast (fp32 master weights): what ``bf16: auto``
   picks where it pays;
+- ``freeze15_compile``: ``freeze15`` with the model compiled in place by ``torch.compile`` (inductor, CPU C++
+  kernels; ``nn.Module.compile``, as TrainingArguments ``torch_compile`` would). Padding-free steps differ in length, so the first steps compile
+  (and may recompile for a dynamic shape): give it enough ``--warmup`` steps; ``seconds_with_warmup`` (each
+  setting's whole ``train()``) shows what compiling costs. (AdamW is already the fused
+  ``adamw_torch_fused``, transformers' default, in every setting.)
 - ``trl_defaults`` (``--with-trl-defaults``): TRL's ``SFTConfig`` defaults, bf16 + gradient checkpointing, plus
   ``use_cpu`` (very slow on AVX2-only CPUs).
 
@@ -71,7 +76,7 @@ def flops_per_step(model, tokens: int, completion_tokens: int, rows: int, traina
     return forward + backward
 
 
-def measure(label: str, cfg, steps: int, warmup: int) -> dict:
+def measure(label: str, cfg, steps: int, warmup: int, compile: bool = False) -> dict:
     from transformers import TrainerCallback
 
     from refusal_tokens import train
@@ -90,7 +95,11 @@ def measure(label: str, cfg, steps: int, warmup: int) -> dict:
     prepared = train.build_trainer(cfg, callbacks=[Clock()])
     trainer = prepared.trainer
     trainer.args.save_strategy = "no"
+    if compile:  # in place (nn.Module.compile): the Trainer, its optimizer and TRL's loss see the same module
+        trainer.model.compile()
+    started = time.perf_counter()
     trainer.train()
+    total = time.perf_counter() - started  # warm-up steps included: what compiling costs shows here
     history = trainer.state.log_history
     tokens = {h["step"]: h["num_tokens"] for h in history if "num_tokens" in h}
     timed_tokens = tokens[warmup + steps] - tokens.get(warmup, 0)
@@ -103,9 +112,10 @@ def measure(label: str, cfg, steps: int, warmup: int) -> dict:
     flops = flops_per_step(trainer.model, timed_tokens, completion, rows, 1 - cfg.freeze_layers / layers)
     losses = [h["loss"] for h in history if "loss" in h]
     return {"setting": label, "padding_free": cfg.padding_free, "freeze_layers": cfg.freeze_layers,
-            "bf16": bool(trainer.args.bf16), "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", False)
+            "bf16": bool(trainer.args.bf16), "torch_compile": compile, "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", False)
                                                                   or trainer.args.gradient_checkpointing),
             "timed_steps": steps, "tokens": timed_tokens, "seconds": seconds,
+            "seconds_with_warmup": total,  # train() from start to end, evaluation and the first (compiling) steps too
             "tokens_per_second": timed_tokens / seconds, "gflops": flops / seconds / 1e9,
             "loss_last_step": losses[-1] if losses else None}
 
@@ -116,6 +126,7 @@ SETTINGS = {
     "freeze15": {"padding_free": True, "freeze_layers": 15},
     "freeze20": {"padding_free": True, "freeze_layers": 20},
     "freeze15_bf16": {"padding_free": True, "freeze_layers": 15, "bf16": True},  # what bf16: auto picks where it pays
+    "freeze15_compile": {"padding_free": True, "freeze_layers": 15, "compile": True},  # torch.compile (inductor)
 }
 
 
@@ -146,7 +157,8 @@ def main() -> None:
     bf16_peak = gemm_peak(dtype=torch.bfloat16) if any(SETTINGS[n].get("bf16") for n in names) or \
         opts.with_trl_defaults else None
     probe = train.cpu_bf16_pays()
-    results = [measure(name, config(name, **SETTINGS[name]), opts.steps, opts.warmup)
+    results = [measure(name, config(name, **{k: v for k, v in SETTINGS[name].items() if k != "compile"}),
+                       opts.steps, opts.warmup, compile=SETTINGS[name].get("compile", False))
                for name in names]
     if opts.with_trl_defaults:
         results.append(measure("trl_defaults", config("trl_defaults", bf16=True, gradient_checkpointing=True),
@@ -166,7 +178,8 @@ def main() -> None:
         r["speedup_vs_first"] = r["tokens_per_second"] / base
         lines.append(f"{r['setting']:14s} {r['tokens_per_second']:7.1f} tokens/s  {r['gflops']:6.1f} GFLOP/s "
                      f"= {r['share_of_peak']:5.1%} of peak  {r['speedup_vs_first']:4.2f}× vs {results[0]['setting']}  "
-                     f"loss after step {opts.warmup + opts.steps}: {r['loss_last_step']:.3f}")
+                     f"loss after step {opts.warmup + opts.steps}: {r['loss_last_step']:.3f}  whole train() "
+                     f"{r['seconds_with_warmup']:.0f} s")
     print("\n".join(lines))
     record = {"script": "bench/sft_throughput.py", "command": " ".join(["python", *sys.argv]),
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **cpu_info(), "gemm_peak_gflops": [peak, peak_after],

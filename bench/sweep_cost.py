@@ -2,21 +2,31 @@
 exact sweep (≤ 2 cached generations per prompt, every threshold by lookup), side by side in one run.
 
     python bench/sweep_cost.py [--model models/smollm2-135m/sft/single_r50] [--prompts 100] [--k 21]
+                               [--batch-size 64] [--max-tokens 2048] [--naive-batch-size 32]
 
 Both ways score the prompts once (one forward each; included in both times), decide each threshold's first token
-with the same rule, and generate greedily with the same backend, batch size and max_new_tokens. Prints the
-generated-token ratio, the wall-clock ratio and whether every threshold's responses are identical.
-Prints numbers; asserts nothing.
+with the same rule, and generate greedily with the same backend and max_new_tokens: the naive way pair by pair in
+batches of ``--naive-batch-size`` sequences, ours as the study generates (``generate.batch_size`` prompts,
+``generate.max_tokens``, the shared prompt forward). Prints the generated-token ratio, the wall-clock ratio and
+whether every threshold's responses are identical, and writes them to ``reports/bench/sweep_cost.json`` (with the
+command, the date, the CPU). Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
 
 def main() -> None:
     from common import coconot_sample, load_model
+    from sft_throughput import cpu_info
 
     from refusal_tokens import control
 
@@ -26,7 +36,10 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--k", type=int, default=21)
     parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64, help="ours: distinct prompts per batch")
+    parser.add_argument("--max-tokens", type=int, default=2048, help="ours: padded prompt tokens per batch")
+    parser.add_argument("--naive-batch-size", type=int, default=32, help="naive: sequences per batch")
+    parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "sweep_cost.json"))
     args = parser.parse_args()
     rows = coconot_sample(args.prompts)
     ids, convs = [r["id"] for r in rows], [r["conversation"] for r in rows]
@@ -36,14 +49,14 @@ def main() -> None:
 
     start = time.perf_counter()
     scores = control.score(model, tok, convs, args.scheme)
-    naive_backend = control.HFBackend(model, tok, batch_size=args.batch_size, share_prefill=False)  # as the official code
+    naive_backend = control.HFBackend(model, tok, batch_size=args.naive_batch_size, share_prefill=False)  # as the official code
     naive = {s.name: naive_backend.continue_from(convs, control.decide_all(scores, args.scheme, s), args.max_new_tokens)
              for s in settings}
     t_naive = time.perf_counter() - start
 
     start = time.perf_counter()
     scores2 = control.score(model, tok, convs, args.scheme)
-    ours_backend = control.HFBackend(model, tok, batch_size=args.batch_size)
+    ours_backend = control.HFBackend(model, tok, batch_size=args.batch_size, max_tokens=args.max_tokens)
     cache = control.GenerationCache()
     keys = [(i, t) for i, s in zip(ids, scores2) for t in control.needed_first_tokens(s, args.scheme)]
     cache.ensure(ours_backend, dict(zip(ids, convs)), keys, args.max_new_tokens)
@@ -51,17 +64,32 @@ def main() -> None:
     t_ours = time.perf_counter() - start
 
     mismatched = [(name, i) for name in naive for i in range(len(ids)) if naive[name][i] != ours[name][i]]
-    print(f"{len(ids)} prompts × K={args.k} thresholds, max_new_tokens {args.max_new_tokens}, batch {args.batch_size}")
-    print(f"naive : {len(ids) * args.k:6d} generations  {naive_backend.generated_tokens:7d} tokens  {t_naive:8.1f} s")
-    print(f"ours  : {len(cache.entries):6d} generations  {ours_backend.generated_tokens:7d} tokens  {t_ours:8.1f} s")
-    print(f"generated-token ratio naive/ours: {naive_backend.generated_tokens / max(ours_backend.generated_tokens, 1):.2f}x")
-    print(f"wall-clock ratio naive/ours:      {t_naive / t_ours:.2f}x   (target ≥ 8x at K=21)")
-    print(f"responses identical for every threshold: {not mismatched} "
-          f"({len(mismatched)} of {len(ids) * args.k} (threshold, prompt) responses differ)")
+    lines = [f"{len(ids)} prompts × K={args.k} thresholds, max_new_tokens {args.max_new_tokens}; naive: batch "
+             f"{args.naive_batch_size}, pair by pair; ours: {args.batch_size} prompts, ≤{args.max_tokens} padded "
+             f"tokens, shared prompt forward",
+             f"naive : {len(ids) * args.k:6d} generations  {naive_backend.generated_tokens:7d} tokens  {t_naive:8.1f} s",
+             f"ours  : {len(cache.entries):6d} generations  {ours_backend.generated_tokens:7d} tokens  {t_ours:8.1f} s",
+             f"generated-token ratio naive/ours: "
+             f"{naive_backend.generated_tokens / max(ours_backend.generated_tokens, 1):.2f}x",
+             f"wall-clock ratio naive/ours:      {t_naive / t_ours:.2f}x",
+             f"responses identical for every threshold: {not mismatched} "
+             f"({len(mismatched)} of {len(ids) * args.k} (threshold, prompt) responses differ)"]
     if mismatched:
         name, i = mismatched[0]
-        print(f"first difference at {name}, prompt {ids[i]}:\n  naive: {naive[name][i]!r}\n  ours:  {ours[name][i]!r}")
-
+        lines.append(f"first difference at {name}, prompt {ids[i]}:\n  naive: {naive[name][i]!r}\n  ours:  "
+                     f"{ours[name][i]!r}")
+    print("\n".join(lines))
+    record = {"script": "bench/sweep_cost.py", "prompts": len(ids), "k": args.k, "model": args.model,
+              "naive": {"generations": len(ids) * args.k, "tokens": naive_backend.generated_tokens,
+                        "seconds": round(t_naive, 2)},
+              "ours": {"generations": len(cache.entries), "tokens": ours_backend.generated_tokens,
+                       "seconds": round(t_ours, 2)},
+              "wall_clock_ratio": round(t_naive / t_ours, 2), "differing_responses": len(mismatched),
+              "summary": lines, "command": " ".join(["python", *sys.argv]),
+              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **cpu_info()}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 if __name__ == "__main__":
     main()
