@@ -7,8 +7,9 @@ side in one run, response by response.
                                [--batch-size 32] [--max-tokens 2048]
 
 Prompts: a stratified sample of CoCoNot original + contrast (the calibration prompts). Settings, each timed on the
-same pairs after one warm-up: the reference at ``--batch-size`` sequences per batch; the shared prefill at
-``--batch-size`` / 2 distinct prompts (≈ the same number of sequences decoded at once), at ``--batch-size`` prompts,
+same pairs after one warm-up: the reference at ``--batch-size`` sequences per batch; pair by pair at 4 × that with
+at most 2 × ``--max-tokens`` padded tokens (as wide as the last shared setting: what larger batches alone give); the
+shared prefill at ``--batch-size`` / 2 distinct prompts (≈ the same number of sequences decoded at once), at ``--batch-size`` prompts,
 and at twice that with at most ``--max-tokens`` padded prompt tokens per batch (long prompts in smaller batches);
 and, when the ``ctranslate2`` package is installed, CTranslate2's fp32 generator on the same pairs (a C++ inference
 engine; not a dependency of the study). Every setting's responses are compared with the reference's (fp32: the share
@@ -54,16 +55,19 @@ def main() -> None:
     pairs = [(c, t) for c, s in zip(convs, scores) for t in control.needed_first_tokens(s, opts.scheme)]
     conversations = [c for c, _ in pairs]
     firsts = [None if t == control.FREE else t for _, t in pairs]
-    # useful work in token forwards (padding and rows that already stopped are not counted): every position of a
-    # prompt the setting must run once, plus the forced token, plus each new token up to its end of turn
-    lengths = [len(p) for p in chat_prompts(tok, conversations)]
-    forced = sum(t is not None for t in firsts)
-    prompt_tokens = {"pairs": sum(lengths),
-                     "distinct": sum(len(p) for p in {tuple(p): p for p in chat_prompts(tok, convs)}.values())}
+    # useful work in token forwards (padding and rows that already stopped are not counted): every prompt and
+    # forced-token position a setting runs (HFBackend.prompt_tokens: with the shared forward a prompt but its last
+    # token once, then its last token again per continuation) and each new token up to its end of turn
+    lengths = [len(p) for p in chat_prompts(tok, convs)]
+    pair_positions = sum(len(p) for p in chat_prompts(tok, conversations)) + sum(t is not None for t in firsts)
     b = opts.batch_size
+    if b < 2:
+        parser.error("--batch-size must be at least 2 (the shared settings use half of it)")
     settings = {
         f"pair by pair, batch {b} (reference)": dict(share_prefill=False, batch_size=b),
-        f"shared prefill, {max(1, b // 2)} prompts per batch": dict(share_prefill=True, batch_size=max(1, b // 2)),
+        f"pair by pair, batch {4 * b}, ≤{2 * opts.max_tokens} padded tokens": dict(
+            share_prefill=False, batch_size=4 * b, max_tokens=2 * opts.max_tokens),  # the last setting's width
+        f"shared prefill, {b // 2} prompts per batch": dict(share_prefill=True, batch_size=b // 2),
         f"shared prefill, {b} prompts per batch": dict(share_prefill=True, batch_size=b),
         f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens": dict(
             share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens),
@@ -80,23 +84,25 @@ def main() -> None:
         texts = backend.continue_from(conversations, firsts, opts.max_new_tokens)
         seconds = time.perf_counter() - start
         reference = reference or (seconds, texts)
-        prefill = prompt_tokens["distinct" if kwargs["share_prefill"] else "pairs"] + forced
-        flops = 2 * non_embedding * (prefill + backend.generated_tokens) + 2 * head * backend.generated_tokens
+        flops = 2 * non_embedding * (backend.prompt_tokens + backend.generated_tokens) + \
+            2 * head * backend.generated_tokens
         results.append(_result(name, kwargs, seconds, texts, reference, firsts, backend.generated_tokens,
-                               flops, peak))
+                               backend.prompt_tokens, flops, peak))
     try:
         import ctranslate2  # noqa: F401  (optional: pip install ctranslate2)
-
-        results.append(_ctranslate2(opts, tok, conversations, firsts, reference, peak, non_embedding, head,
-                                    prompt_tokens["pairs"] + forced))
     except ImportError:
         print("CTranslate2 not installed: its setting is skipped (pip install ctranslate2)")
+    else:
+        results.append(_ctranslate2(opts, tok, conversations, firsts, reference, peak, non_embedding, head,
+                                    pair_positions))
     n_free = sum(t is None for t in firsts)
-    ceiling = (prompt_tokens["pairs"] + forced) / (prompt_tokens["distinct"] + forced)
-    lines = [f"{len(convs)} prompts ({prompt_tokens['distinct'] / len(convs):.1f} tokens on average) → {len(pairs)} "
+    pairs_work = results[0]["prompt_positions"]  # = pair_positions
+    shared_work = next(r["prompt_positions"] for r in results if r["share_prefill"])
+    lines = [f"{len(convs)} prompts ({sum(lengths) / len(convs):.1f} tokens on average) → {len(pairs)} "
              f"responses ({n_free} unforced), ≤{opts.max_new_tokens} new tokens, fp32; GEMM peak {peak:.0f} GFLOP/s",
-             f"sharing the prompt forward removes {1 - (prompt_tokens['distinct'] + forced) / (prompt_tokens['pairs'] + forced):.0%} "
-             f"of the prefill work (prefill alone could run {ceiling:.2f}× faster)"]
+             f"the shared prompt forward runs {shared_work} prompt positions instead of {pairs_work} "
+             f"({1 - shared_work / pairs_work:.0%} fewer; prefill alone could run {pairs_work / shared_work:.2f}× "
+             f"faster)"]
     print("\n".join(lines))
     record = {"script": "bench/generation.py", "prompts": len(convs), "responses": len(pairs), "unforced": n_free,
               "max_new_tokens": opts.max_new_tokens, "model": opts.model, "gemm_peak_gflops": round(peak, 1),
@@ -110,11 +116,12 @@ def main() -> None:
     out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 
-def _result(name, kwargs, seconds, texts, reference, firsts, new_tokens, flops, peak) -> dict:
+def _result(name, kwargs, seconds, texts, reference, firsts, new_tokens, prompt_positions, flops, peak) -> dict:
     same = sum(a == r for a, r in zip(texts, reference[1]))
     gflops = flops / seconds / 1e9
     row = {"setting": name, **kwargs, "seconds": round(seconds, 2), "responses_per_s": round(len(texts) / seconds, 2),
-           "new_tokens_per_s": round(new_tokens / seconds, 1), "gflops": round(gflops, 1),
+           "new_tokens_per_s": round(new_tokens / seconds, 1), "new_tokens": new_tokens,
+           "prompt_positions": prompt_positions, "gflops": round(gflops, 1),
            "share_of_peak": round(gflops / peak, 3), "speedup_vs_reference": round(reference[0] / seconds, 2),
            "identical_to_reference": f"{same}/{len(texts)}",
            "differences": [{"forced": t, "reference": r, "this": a}
@@ -142,7 +149,8 @@ def _ctranslate2(opts, tok, conversations, firsts, reference, peak, non_embeddin
                                           intra_threads=torch.get_num_threads())
         tokens = [tok.convert_ids_to_tokens(s) for s in sequences]
         ends = tok.convert_ids_to_tokens(list(stops))
-        kwargs = dict(max_length=opts.max_new_tokens, sampling_topk=1, include_prompt_in_result=False, end_token=ends)
+        kwargs = dict(max_length=opts.max_new_tokens, sampling_topk=1, include_prompt_in_result=False, end_token=ends,
+                      return_end_token=True)  # counted like the HF backend's: up to and including the end
         generator.generate_batch(tokens[:4], max_batch_size=4, **(kwargs | {"max_length": 4}))  # warm-up
         start = time.perf_counter()
         results = generator.generate_batch(tokens, max_batch_size=opts.batch_size, **kwargs)
@@ -156,7 +164,7 @@ def _ctranslate2(opts, tok, conversations, firsts, reference, peak, non_embeddin
     flops = 2 * non_embedding * (prefill + new_tokens) + 2 * head * new_tokens
     return _result(f"CTranslate2 {ctranslate2.__version__} fp32, batch {opts.batch_size}",
                    {"share_prefill": False, "batch_size": opts.batch_size}, seconds, texts, reference, firsts,
-                   new_tokens, flops, peak)
+                   new_tokens, prefill, flops, peak)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ trains ``warmup + steps`` steps; the first ``warmup`` are not timed. Settings (o
 - ``freeze15_bf16``: ``freeze15`` (the default) with bf16 autocast (fp32 master weights): what ``bf16: auto``
   picks where it pays;
 - ``freeze15_compile``: ``freeze15`` with the model compiled in place by ``torch.compile`` (inductor, CPU C++
-  kernels; ``nn.Module.compile``, as TrainingArguments ``torch_compile`` would). Padding-free steps differ in length, so the first steps compile
-  (and may recompile for a dynamic shape): give it enough ``--warmup`` steps; ``seconds_with_warmup`` (each
-  setting's whole ``train()``) shows what compiling costs. (AdamW is already the fused
-  ``adamw_torch_fused``, transformers' default, in every setting.)
+  kernels; ``nn.Module.compile``, as TrainingArguments ``torch_compile`` would). Padding-free steps differ in
+  length, so the first steps compile (and may recompile for a dynamic shape): give it enough ``--warmup``
+  steps; ``seconds_with_warmup`` (each setting's whole ``train()``) shows what compiling costs. (AdamW is
+  already the fused ``adamw_torch_fused``, transformers' default, in every setting.)
 - ``trl_defaults`` (``--with-trl-defaults``): TRL's ``SFTConfig`` defaults, bf16 + gradient checkpointing, plus
   ``use_cpu`` (very slow on AVX2-only CPUs).
 
@@ -76,7 +76,7 @@ def flops_per_step(model, tokens: int, completion_tokens: int, rows: int, traina
     return forward + backward
 
 
-def measure(label: str, cfg, steps: int, warmup: int, compile: bool = False) -> dict:
+def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False) -> dict:
     from transformers import TrainerCallback
 
     from refusal_tokens import train
@@ -95,7 +95,7 @@ def measure(label: str, cfg, steps: int, warmup: int, compile: bool = False) -> 
     prepared = train.build_trainer(cfg, callbacks=[Clock()])
     trainer = prepared.trainer
     trainer.args.save_strategy = "no"
-    if compile:  # in place (nn.Module.compile): the Trainer, its optimizer and TRL's loss see the same module
+    if compiled:  # in place (nn.Module.compile): the Trainer, its optimizer and TRL's loss see the same module
         trainer.model.compile()
     started = time.perf_counter()
     trainer.train()
@@ -112,7 +112,7 @@ def measure(label: str, cfg, steps: int, warmup: int, compile: bool = False) -> 
     flops = flops_per_step(trainer.model, timed_tokens, completion, rows, 1 - cfg.freeze_layers / layers)
     losses = [h["loss"] for h in history if "loss" in h]
     return {"setting": label, "padding_free": cfg.padding_free, "freeze_layers": cfg.freeze_layers,
-            "bf16": bool(trainer.args.bf16), "torch_compile": compile, "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", False)
+            "bf16": bool(trainer.args.bf16), "torch_compile": compiled, "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", False)
                                                                   or trainer.args.gradient_checkpointing),
             "timed_steps": steps, "tokens": timed_tokens, "seconds": seconds,
             "seconds_with_warmup": total,  # train() from start to end, evaluation and the first (compiling) steps too
@@ -158,7 +158,7 @@ def main() -> None:
         opts.with_trl_defaults else None
     probe = train.cpu_bf16_pays()
     results = [measure(name, config(name, **{k: v for k, v in SETTINGS[name].items() if k != "compile"}),
-                       opts.steps, opts.warmup, compile=SETTINGS[name].get("compile", False))
+                       opts.steps, opts.warmup, compiled=SETTINGS[name].get("compile", False))
                for name in names]
     if opts.with_trl_defaults:
         results.append(measure("trl_defaults", config("trl_defaults", bf16=True, gradient_checkpointing=True),

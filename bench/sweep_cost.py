@@ -7,9 +7,10 @@ exact sweep (≤ 2 cached generations per prompt, every threshold by lookup), si
 Both ways score the prompts once (one forward each; included in both times), decide each threshold's first token
 with the same rule, and generate greedily with the same backend and max_new_tokens: the naive way pair by pair in
 batches of ``--naive-batch-size`` sequences, ours as the study generates (``generate.batch_size`` prompts,
-``generate.max_tokens``, the shared prompt forward). Prints the generated-token ratio, the wall-clock ratio and
-whether every threshold's responses are identical, and writes them to ``reports/bench/sweep_cost.json`` (with the
-command, the date, the CPU). Asserts nothing.
+``generate.max_tokens``, the shared prompt forward; read from params.yaml). The wall-clock ratio therefore mixes
+the cache (fewer generations) with the study's batching (``bench/generation.py`` separates the batching). Prints
+the generated-token ratio, the wall-clock ratio and whether every threshold's responses are identical, and writes
+them to ``reports/bench/sweep_cost.json`` (with the command, the date, the CPU). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--k", type=int, default=21)
     parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=64, help="ours: distinct prompts per batch")
-    parser.add_argument("--max-tokens", type=int, default=2048, help="ours: padded prompt tokens per batch")
+    study = _generate_params()
+    parser.add_argument("--batch-size", type=int, default=study.get("batch_size", 64),
+                        help="ours: distinct prompts per batch (default: params.yaml generate.batch_size)")
+    parser.add_argument("--max-tokens", type=int, default=study.get("max_tokens", 0),
+                        help="ours: padded prompt tokens per batch (default: params.yaml generate.max_tokens)")
     parser.add_argument("--naive-batch-size", type=int, default=32, help="naive: sequences per batch")
     parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "sweep_cost.json"))
     args = parser.parse_args()
@@ -80,6 +84,9 @@ def main() -> None:
                      f"{ours[name][i]!r}")
     print("\n".join(lines))
     record = {"script": "bench/sweep_cost.py", "prompts": len(ids), "k": args.k, "model": args.model,
+              "max_new_tokens": args.max_new_tokens,
+              "naive_setting": {"batch_size": args.naive_batch_size, "share_prefill": False},
+              "ours_setting": {"batch_size": args.batch_size, "max_tokens": args.max_tokens, "share_prefill": True},
               "naive": {"generations": len(ids) * args.k, "tokens": naive_backend.generated_tokens,
                         "seconds": round(t_naive, 2)},
               "ours": {"generations": len(cache.entries), "tokens": ours_backend.generated_tokens,
@@ -90,6 +97,15 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
+def _generate_params() -> dict:
+    """The study's ``generate`` section of params.yaml (empty when the file is not there)."""
+    import yaml
+
+    path = HERE.parent / "params.yaml"
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("generate", {}) if path.is_file() else {}
+
 
 if __name__ == "__main__":
     main()

@@ -141,6 +141,19 @@ def test_generate_refuses_a_model_without_its_scheme_tokens(tmp_path):
     assert not (tmp_path / "gen").exists()
 
 
+@pytest.mark.parametrize("key, value", [("batch_size", 2.5), ("max_tokens", True), ("share_prefill", "no")])
+def test_generate_rejects_bad_batching_params_and_writes_nothing(tmp_path, key, value):
+    """generate.batch_size / max_tokens / share_prefill reach the backend as written (no silent int() or bool())."""
+    from refusal_tokens import tiny
+
+    tiny.save_tiny_base(tmp_path / "models" / "m", ["a tiny corpus of words"] * 3)
+    params = {"generate": {"out": "gen", "models_root": "models", "models": {"m": {"path": "m", "scheme": "none"}},
+                           "temperatures": [1.0], "batch_size": 2, key: value}}
+    with pytest.raises(DataError, match=key):
+        B.generate_model("m", params, tmp_path)
+    assert not (tmp_path / "gen").exists()
+
+
 def run_smoke_pipeline(root: Path) -> dict[str, bytes]:
     """Tiny models → generations → labels → judge card → notebooks 03 and 04; returns every metrics/data file."""
     import yaml

@@ -12,6 +12,8 @@ from refusal_tokens.control import Setting, biased, decide, decide_all
 from refusal_tokens.errors import DataError
 from refusal_tokens.tagging import CATEGORY_TOKENS, REFUSE, RESPOND
 
+control_batches = control.length_batches  # the real one, for tests that watch the backend's batching
+
 SAFETY = CATEGORY_TOKENS["Requests with safety concerns"]
 INCOMPLETE = CATEGORY_TOKENS["Incomplete requests"]
 
@@ -163,7 +165,7 @@ def test_exact_sweep_lookup_equals_regeneration(tiny_single, tmp_path):
 
 
 @pytest.mark.parametrize("batch_size, max_tokens", [(2, 0), (5, 0), (5, 60)])
-def test_shared_prefill_equals_generating_each_pair_from_scratch(tiny_single, batch_size, max_tokens):
+def test_shared_prefill_equals_generating_each_pair_from_scratch(tiny_single, batch_size, max_tokens, monkeypatch):
     """One prompt forward shared by [refuse], [respond] and the unforced continuation (prompts of different lengths,
     in one batch and across batches, with and without a cap on padded prompt tokens) gives the responses of
     generating every (prompt, first token) pair alone."""
@@ -171,23 +173,29 @@ def test_shared_prefill_equals_generating_each_pair_from_scratch(tiny_single, ba
 
     model, tok, _ = tiny_single
     convs = conversations(5)
-    if max_tokens:  # the cap really splits the 5 prompts that would otherwise share one batch
-        lengths = [len(p) for p in chat_prompts(tok, convs)]
-        assert len(control.length_batches(lengths, batch_size, max_tokens)) > 1 == len(
-            control.length_batches(lengths, batch_size))
     pairs = [(c, t) for c in convs for t in (REFUSE, RESPOND, None)]
     pairs = pairs[::2] + pairs[1::2]  # a prompt's continuations need not be adjacent
     shared = control.HFBackend(model, tok, batch_size=batch_size, max_tokens=max_tokens)
+    made = []
+    monkeypatch.setattr(control, "length_batches", lambda *a, **k: made.append(control_batches(*a, **k)) or made[-1])
     texts = shared.continue_from([c for c, _ in pairs], [t for _, t in pairs], max_new_tokens=6)
+    lengths = [len(p) for p in chat_prompts(tok, convs)]
+    uncapped = -(-len(convs) // batch_size)  # 5 distinct prompts in batches of batch_size
+    assert len(made) == 1 and sum(map(len, made[0])) == len(convs)  # one batching of the distinct prompts
+    assert len(made[0]) == (uncapped if not max_tokens else len(control_batches(lengths, batch_size, max_tokens)))
+    if max_tokens:  # the backend really used the cap: more batches than the 5 prompts need without it
+        assert len(made[0]) > uncapped
+    # positions run: each distinct prompt but its last token once, then per pair its last token (+ the forced one)
+    assert shared.prompt_tokens == sum(n - 1 for n in lengths) + len(pairs) + sum(t is not None for _, t in pairs)
     alone = [control.HFBackend(model, tok, share_prefill=False).continue_from([c], [t], max_new_tokens=6)[0]
              for c, t in pairs]
     assert texts == alone
 
 
 @pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"batch_size": 2.5}, {"batch_size": True},
-                                    {"max_tokens": -1}, {"max_tokens": "2048"}])
+                                    {"max_tokens": -1}, {"max_tokens": "2048"}, {"share_prefill": "no"}])
 def test_backend_rejects_bad_batching(kwargs):
-    with pytest.raises(DataError, match="batch_size|max_tokens"):
+    with pytest.raises(DataError, match="batch_size|max_tokens|share_prefill"):
         control.HFBackend(object(), object(), **kwargs)
 
 

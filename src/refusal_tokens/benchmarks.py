@@ -175,9 +175,8 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
     if scheme != "none":
         require_tokens(tokenizer, scheme)  # fail before any work if the model lacks its scheme's tokens
     temperatures = [float(t) for t in g["temperatures"]]
-    backend = control.HFBackend(model, tokenizer, batch_size=int(g["batch_size"]), progress=progress,
-                                share_prefill=bool(g.get("share_prefill", True)),
-                                max_tokens=int(g.get("max_tokens", 0)))
+    backend = control.HFBackend(model, tokenizer, batch_size=g["batch_size"], progress=progress,
+                                share_prefill=g.get("share_prefill", True), max_tokens=g.get("max_tokens", 0))
     systems = {name: text for name, text in g.get("system_prompts", {}).items()}
     sys_models, sys_benchmarks = set(g.get("system_prompt_models", ())), set(g.get("system_prompt_benchmarks", ()))
     status, counts, started = {}, {}, time.perf_counter()

@@ -300,12 +300,15 @@ class HFBackend:
     max_tokens: int = 0  # > 0: at most this many padded prompt tokens per batch (see length_batches)
     share_prefill: bool = True
     generated_tokens: int = field(default=0, init=False)  # new tokens produced, for cost accounting
+    prompt_tokens: int = field(default=0, init=False)  # prompt (and forced) positions run, padding not counted
 
     def __post_init__(self):
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise DataError(f"generation batch_size must be a positive integer, got {self.batch_size!r}")
         if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 0:
             raise DataError(f"generation max_tokens must be an integer ≥ 0 (0: no cap), got {self.max_tokens!r}")
+        if not isinstance(self.share_prefill, bool):
+            raise DataError(f"generation share_prefill must be true or false, got {self.share_prefill!r}")
 
     @torch.no_grad()
     def continue_from(self, conversations, first_tokens, max_new_tokens: int) -> list[str]:
@@ -351,6 +354,7 @@ class HFBackend:
         stops = end_of_turn_ids(tok)
         device = next(self.model.parameters()).device
         ids, mask = left_pad(sequences, pad)
+        self.prompt_tokens += sum(len(s) for s in sequences)
         if prefix is not None:  # generate reads only the uncached tail, but logits processors may read it all
             ids, mask = torch.cat([prefix[0], ids], dim=1), torch.cat([prefix[1], mask], dim=1)
         out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), cache=cache,
@@ -373,6 +377,7 @@ class HFBackend:
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         device = next(self.model.parameters()).device
         ids, mask = left_pad([prompts[g[0]][:-1] for g in groups], pad)
+        self.prompt_tokens += sum(len(prompts[g[0]]) - 1 for g in groups)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
                            position_ids=positions.to(device), use_cache=True, logits_to_keep=1).cache
