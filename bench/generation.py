@@ -59,7 +59,6 @@ def main() -> None:
     # forced-token position a setting runs (HFBackend.prompt_tokens: with the shared forward a prompt but its last
     # token once, then its last token again per continuation) and each new token up to its end of turn
     lengths = [len(p) for p in chat_prompts(tok, convs)]
-    pair_positions = sum(len(p) for p in chat_prompts(tok, conversations)) + sum(t is not None for t in firsts)
     b = opts.batch_size
     if b < 2:
         parser.error("--batch-size must be at least 2 (the shared settings use half of it)")
@@ -94,9 +93,9 @@ def main() -> None:
         print("CTranslate2 not installed: its setting is skipped (pip install ctranslate2)")
     else:
         results.append(_ctranslate2(opts, tok, conversations, firsts, reference, peak, non_embedding, head,
-                                    pair_positions))
+                                    results[0]["prompt_positions"]))  # it runs every pair whole, as the reference
     n_free = sum(t is None for t in firsts)
-    pairs_work = results[0]["prompt_positions"]  # = pair_positions
+    pairs_work = results[0]["prompt_positions"]
     shared_work = next(r["prompt_positions"] for r in results if r["share_prefill"])
     lines = [f"{len(convs)} prompts ({sum(lengths) / len(convs):.1f} tokens on average) → {len(pairs)} "
              f"responses ({n_free} unforced), ≤{opts.max_new_tokens} new tokens, fp32; GEMM peak {peak:.0f} GFLOP/s",
