@@ -9,6 +9,9 @@ trains ``warmup + steps`` steps; the first ``warmup`` are not timed. Settings (o
 - ``padded``: fp32, no gradient checkpointing, rows padded to the longest in the batch (the earlier default);
 - ``padding_free``: the same rows concatenated with restarting position ids (TRL ``padding_free=True``);
 - ``freeze15`` / ``freeze20``: padding-free, and the bottom 15 / 20 of 30 blocks frozen (backward stops there);
+- ``freeze15_fullhead``: ``freeze15`` with TRL's own CPU behaviour for the fused LM head, which projects every
+  position, prompt tokens included (``completion_head_only: false``; every other setting projects only the
+  completion positions, as TRL does on CUDA);
 - ``freeze15_bf16``: ``freeze15`` (the default) with bf16 autocast (fp32 master weights): what ``bf16: auto``
   picks where it pays;
 - ``freeze15_compile``: ``freeze15`` with the model compiled in place by ``torch.compile`` (inductor, CPU C++
@@ -16,12 +19,13 @@ trains ``warmup + steps`` steps; the first ``warmup`` are not timed. Settings (o
   length, so the first steps compile (and may recompile for a dynamic shape): give it enough ``--warmup``
   steps; ``seconds_with_warmup`` (each setting's whole ``train()``) shows what compiling costs. (AdamW is
   already the fused ``adamw_torch_fused``, transformers' default, in every setting.)
-- ``trl_defaults`` (``--with-trl-defaults``): TRL's ``SFTConfig`` defaults, bf16 + gradient checkpointing, plus
-  ``use_cpu`` (very slow on AVX2-only CPUs).
+- ``trl_defaults`` (``--with-trl-defaults``): TRL's ``SFTConfig`` defaults, bf16 + gradient checkpointing and its
+  every-position CPU head, plus ``use_cpu`` (very slow on AVX2-only CPUs).
 
 Throughput counts real (non-padding) tokens. Achieved GFLOP/s use the *work the setting does*: forward 2·N per
-token and backward 4·N for the trainable share of the blocks (N = non-embedding parameters; the LM head's
-2·d·vocab counts only at completion positions, as TRL's fused head computes it), plus attention. The peak is a
+token and backward 4·N for the trainable share of the blocks (N = non-embedding parameters), plus attention, and
+the LM head's 2·d·vocab forward and 4·d·vocab backward at completion positions only (the work the loss needs; the
+``fullhead`` setting does more, which counts against it). The peak is a
 fp32 2048³ matmul measured in the same run (before and after); a bf16 setting's share is of a bf16 2048³ matmul
 peak, measured once in the run (before). The loss after the timed steps is printed for
 each setting: padding must not change it (same rows, same order); freezing does. Writes what it printed to
@@ -71,9 +75,9 @@ def flops_per_step(model, tokens: int, completion_tokens: int, rows: int, traina
     body = sum(p.numel() for p in model.parameters()) - embed
     seq = tokens / max(rows, 1)
     attention = 2 * 2 * cfg.num_hidden_layers * cfg.hidden_size * seq / 2  # QKᵀ + AV per token, causal half
-    forward = (2 * body + attention) * tokens + 2 * cfg.hidden_size * cfg.vocab_size * completion_tokens
-    backward = 2 * forward * trainable_block_share + 4 * cfg.hidden_size * cfg.vocab_size * completion_tokens
-    return forward + backward
+    blocks = (2 * body + attention) * tokens
+    head = 2 * cfg.hidden_size * cfg.vocab_size * completion_tokens
+    return blocks + head + 2 * blocks * trainable_block_share + 2 * head  # forward, blocks' and head's backward
 
 
 def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False) -> dict:
@@ -107,11 +111,12 @@ def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False) ->
     rows = steps * cfg.per_device_train_batch_size
     data = trainer.train_dataset
     share = sum(sum(x != -100 for x in lab) for lab in data["labels"]) / sum(len(i) for i in data["input_ids"])
-    completion = timed_tokens * share  # TRL's fused head projects only completion positions
+    completion = timed_tokens * share  # the positions the loss needs the head at
     layers = len(trainer.model.get_decoder().layers)
     flops = flops_per_step(trainer.model, timed_tokens, completion, rows, 1 - cfg.freeze_layers / layers)
     losses = [h["loss"] for h in history if "loss" in h]
     return {"setting": label, "padding_free": cfg.padding_free, "freeze_layers": cfg.freeze_layers,
+            "completion_head_only": cfg.completion_head_only,
             "bf16": bool(trainer.args.bf16), "torch_compile": compiled, "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", False)
                                                                   or trainer.args.gradient_checkpointing),
             "timed_steps": steps, "tokens": timed_tokens, "seconds": seconds,
@@ -125,6 +130,7 @@ SETTINGS = {
     "padding_free": {"padding_free": True, "freeze_layers": 0},
     "freeze15": {"padding_free": True, "freeze_layers": 15},
     "freeze20": {"padding_free": True, "freeze_layers": 20},
+    "freeze15_fullhead": {"padding_free": True, "freeze_layers": 15, "completion_head_only": False},  # TRL on CPU
     "freeze15_bf16": {"padding_free": True, "freeze_layers": 15, "bf16": True},  # what bf16: auto picks where it pays
     "freeze15_compile": {"padding_free": True, "freeze_layers": 15, "compile": True},  # torch.compile (inductor)
 }
@@ -161,8 +167,8 @@ def main() -> None:
                        opts.steps, opts.warmup, compiled=SETTINGS[name].get("compile", False))
                for name in names]
     if opts.with_trl_defaults:
-        results.append(measure("trl_defaults", config("trl_defaults", bf16=True, gradient_checkpointing=True),
-                               opts.steps, opts.warmup))
+        trl_defaults = config("trl_defaults", bf16=True, gradient_checkpointing=True, completion_head_only=False)
+        results.append(measure("trl_defaults", trl_defaults, opts.steps, opts.warmup))
     peak_after = gemm_peak()
     best_peak = max(peak, peak_after)
     lines = [f"fp32 GEMM peak (2048³ matmul, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s before, "

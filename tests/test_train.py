@@ -226,6 +226,40 @@ def test_padding_free_batches_keep_rows_apart_and_train_only_completions(setup, 
             assert torch.allclose(packed[begin:end], alone, atol=1e-5)
 
 
+@pytest.mark.parametrize("padding_free", [True, False])
+def test_the_head_projects_completion_positions_only_with_the_same_loss_and_gradients(setup, tmp_path, padding_free,
+                                                                                    monkeypatch):
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    projected = []  # rows of hidden states TRL's chunked head projects, per call
+    apply = trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
+                        lambda hidden, *rest: projected.append(hidden.shape[0]) or apply(hidden, *rest))
+    use_triton = trl_utils._use_triton
+    results = {}
+    for compact in (True, False):
+        prepared = train.build_trainer(cfg(setup, tmp_path / str(compact), padding_free=padding_free, max_steps=1,
+                                           curve_every=0, completion_head_only=compact))
+        trainer = prepared.trainer
+        batch = next(iter(trainer.get_train_dataloader()))
+        projected.clear()
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+        labels = batch["labels"][:, 1:]  # position t predicts label t + 1
+        results[compact] = (loss.item(), grads, projected[:], int((labels != -100).sum()), labels.numel())
+        assert trl_utils._use_triton is use_triton  # restored after the call
+    loss, grads, rows, completions, positions = results[True]
+    assert rows == [completions] and completions < positions  # CPU: only the labelled positions
+    full_loss, full_grads, full_rows, _, _ = results[False]
+    assert full_rows == [positions]  # TRL's CPU path: every position
+    assert math.isclose(loss, full_loss, rel_tol=1e-5)
+    assert len(grads) == len(full_grads) and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, full_grads))
+    with pytest.raises(DataError, match="completion_head_only must be true or false"):
+        cfg(setup, tmp_path, completion_head_only="yes")
+
+
 def test_frozen_bottom_blocks_do_not_move_and_the_tokens_still_learn(setup, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM

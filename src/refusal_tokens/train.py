@@ -65,6 +65,12 @@ class TrainConfig:
     # stops there (cost ≈ forward + 2 × the trainable share, instead of 3 × forward). The tied embedding / LM
     # head still trains through the head, so the scheme tokens' rows are learned. 0 = full fine-tuning (paper).
     freeze_layers: int = 0
+    # TRL's fused LM head projects only the positions that carry a label on Triton devices (CUDA), but every
+    # position elsewhere (so that tile shapes stay fixed for compilers): on a CPU the 49,152-wide head then also
+    # runs, forward and backward, on the prompt tokens that completion-only loss ignores (≈1.2× per step here,
+    # bench/sft_throughput.py, setting freeze15_fullhead). True: the head projects completion positions only, on
+    # every device (completion_head_only); same loss and gradients up to float rounding (tests/test_train.py).
+    completion_head_only: bool = True
     max_train_rows: int = 0  # 0 = every row of the train split
     eval_rows: int = 64  # validation rows for the loss (a fixed subset: loss is the costly part)
     score_rows: int = 0  # validation prompts scored for p(token) at the end; 0 = all
@@ -98,6 +104,8 @@ class TrainConfig:
             raise DataError(f"{self.name}: new_token_lr needs a scheme with tokens (scheme 'none' has none)")
         if self.freeze_layers < 0:
             raise DataError(f"{self.name}: freeze_layers must be ≥ 0, got {self.freeze_layers}")
+        if type(self.completion_head_only) is not bool:
+            raise DataError(f"{self.name}: completion_head_only must be true or false, got {self.completion_head_only!r}")
         if not (self.bf16 is None or type(self.bf16) is bool or self.bf16 == "auto"):
             raise DataError(f"{self.name}: bf16 must be null, true, false or auto, got {self.bf16!r}")
         if not 0 <= self.warmup_ratio < 1:
@@ -307,6 +315,33 @@ def freeze_bottom(model, k: int) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def completion_head_only(trainer) -> None:
+    """Make ``trainer``'s loss project TRL's fused LM head at completion positions only, on every device.
+
+    ``trl.trainer.utils.add_fused_lm_head`` (which SFTTrainer installs) scores only the positions whose label is not
+    -100 when ``_use_triton(device)`` holds, and every position otherwise; the kernels themselves choose Triton or
+    torch ops by their own check, which this leaves alone. So the trainer's ``compute_loss`` (training and
+    evaluation) runs with that one decision forced to "compact", and restores it afterwards: other trainers in the
+    process are unaffected. Raises DataError when the installed TRL no longer has the hook (TRL is pinned to 1.16).
+    """
+    import trl.trainer.utils as trl_utils
+
+    if not callable(getattr(trl_utils, "_use_triton", None)):
+        raise DataError("completion_head_only: this TRL has no trl.trainer.utils._use_triton to switch; "
+                        "set train.common.completion_head_only: false")
+    compute_loss = trainer.compute_loss
+
+    def compact_compute_loss(*args, **kwargs):
+        saved = trl_utils._use_triton
+        trl_utils._use_triton = lambda device: True
+        try:
+            return compute_loss(*args, **kwargs)
+        finally:
+            trl_utils._use_triton = saved
+
+    trainer.compute_loss = compact_compute_loss
+
+
 def fit_length(rows: Sequence[Mapping], tokenizer, max_length: int) -> tuple[list[Mapping], int]:
     """Drop rows whose templated prompt + completion exceeds ``max_length`` tokens.
 
@@ -481,6 +516,8 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=tokenizer, optimizers=(optimizer, None),
                          callbacks=[_curve_callback(tokenizer, curve_rows, cfg.scheme, curve), *callbacks])
+    if cfg.completion_head_only:
+        completion_head_only(trainer)
     return Prepared(trainer, tokenizer, args, device, scored, curve, too_long, probe)
 
 
