@@ -1,10 +1,12 @@
 """SFT throughput on this machine: training settings side by side in one run, through TRL's SFTTrainer.
 
     python bench/sft_throughput.py [--model models/smollm2-135m/init/single-words] [--steps 6] [--warmup 2]
-                                   [--settings padded,padding_free,freeze15] [--with-trl-defaults]
+                                   [--settings padded,padding_free,freeze15] [--with-trl-defaults] [--profile freeze15]
 
 Every setting sees the same model, data (the r50 mix, single scheme, rows ≤ max_length), seed and batch of 8, and
-trains ``warmup + steps`` steps; the first ``warmup`` are not timed. Settings (our CPU default is ``freeze15``):
+trains ``warmup + steps`` steps; the first ``warmup`` are not timed. ``--profile SETTING`` runs that setting once
+more under ``torch.profiler`` (not timed) and records where its timed steps' CPU time goes. Settings (our CPU
+default is ``freeze15``):
 
 - ``padded``: fp32, no gradient checkpointing, rows padded to the longest in the batch (the earlier default);
 - ``padding_free``: the same rows concatenated with restarting position ids (TRL ``padding_free=True``);
@@ -80,21 +82,43 @@ def flops_per_step(model, tokens: int, completion_tokens: int, rows: int, traina
     return blocks + head + 2 * blocks * trainable_block_share + 2 * head  # forward, blocks' and head's backward
 
 
-def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False) -> dict:
+MATMULS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")
+HEAD = ("ChunkedLogProbFunction", "ChunkedLogProbFunctionBackward")  # TRL's fused LM head, forward and backward
+
+
+def time_shares(profiler) -> dict:
+    """Where a profiled step's CPU time goes: exclusive (self) time of matmuls, attention kernels, the fused AdamW
+    and everything else, as shares of the total; and TRL's LM head inclusive (its own matmuls and tile ops)."""
+    events = profiler.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMULS)
+    attention = sum(e.self_cpu_time_total for e in events if "scaled_dot_product" in e.key)
+    adamw = sum(e.self_cpu_time_total for e in events if e.key == "aten::_fused_adamw_")
+    head = sum(e.cpu_time_total for e in events if e.key in HEAD)
+    return {"matmuls": matmul / total, "attention": attention / total, "adamw": adamw / total,
+            "other": (total - matmul - attention - adamw) / total, "lm_head_inclusive": head / total}
+
+
+def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False, profile: bool = False) -> dict:
     from transformers import TrainerCallback
 
     from refusal_tokens import train
 
     marks: list[float] = []
+    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else None
 
     class Clock(TrainerCallback):
         def on_step_begin(self, a, state, control, **kw):
             if state.global_step == warmup:
                 marks.append(time.perf_counter())
+                if profiler:
+                    profiler.start()
 
         def on_step_end(self, a, state, control, **kw):
             if state.global_step == warmup + steps:
                 marks.append(time.perf_counter())
+                if profiler:
+                    profiler.stop()
 
     prepared = train.build_trainer(cfg, callbacks=[Clock()])
     trainer = prepared.trainer
@@ -115,6 +139,8 @@ def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False) ->
     layers = len(trainer.model.get_decoder().layers)
     flops = flops_per_step(trainer.model, timed_tokens, completion, rows, 1 - cfg.freeze_layers / layers)
     losses = [h["loss"] for h in history if "loss" in h]
+    if profiler:  # timings under the profiler are not comparable: only where the time goes is kept
+        return {"setting": label, "profiled_steps": steps, "time_shares": time_shares(profiler)}
     return {"setting": label, "padding_free": cfg.padding_free, "freeze_layers": cfg.freeze_layers,
             "completion_head_only": cfg.completion_head_only,
             "bf16": bool(trainer.args.bf16), "torch_compile": compiled, "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", False)
@@ -148,8 +174,13 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=192)
     parser.add_argument("--settings", default="padded,padding_free,freeze15")
     parser.add_argument("--with-trl-defaults", action="store_true", help="also TRL's SFTConfig defaults (slow)")
+    parser.add_argument("--profile", default="", help="also profile this setting's timed steps (torch.profiler, "
+                        "one more run, not timed): where the time goes")
     parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "sft_throughput.json"))
     opts = parser.parse_args()
+    for name in [*opts.settings.split(","), *([opts.profile] if opts.profile else [])]:
+        if name not in SETTINGS:
+            parser.error(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
 
     def config(name: str, **extra) -> "train.TrainConfig":
         return train.TrainConfig(name=f"bench-{name}", scheme="single", model=opts.model, train_file=opts.data,
@@ -169,6 +200,11 @@ def main() -> None:
     if opts.with_trl_defaults:
         trl_defaults = config("trl_defaults", bf16=True, gradient_checkpointing=True, completion_head_only=False)
         results.append(measure("trl_defaults", trl_defaults, opts.steps, opts.warmup))
+    profiled = None
+    if opts.profile:
+        settings = SETTINGS[opts.profile]
+        profiled = measure(opts.profile, config(opts.profile, **{k: v for k, v in settings.items() if k != "compile"}),
+                           opts.steps, opts.warmup, compiled=settings.get("compile", False), profile=True)
     peak_after = gemm_peak()
     best_peak = max(peak, peak_after)
     lines = [f"fp32 GEMM peak (2048³ matmul, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s before, "
@@ -186,11 +222,14 @@ def main() -> None:
                      f"= {r['share_of_peak']:5.1%} of peak  {r['speedup_vs_first']:4.2f}× vs {results[0]['setting']}  "
                      f"loss after step {opts.warmup + opts.steps}: {r['loss_last_step']:.3f}  whole train() "
                      f"{r['seconds_with_warmup']:.0f} s")
+    if profiled:
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in profiled["time_shares"].items())
+        lines.append(f"profile of {profiled['setting']} ({opts.steps} steps, CPU time): {shares}")
     print("\n".join(lines))
     record = {"script": "bench/sft_throughput.py", "command": " ".join(["python", *sys.argv]),
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **cpu_info(), "gemm_peak_gflops": [peak, peak_after],
               "bf16_gemm_peak_gflops": bf16_peak, "bf16_auto_probe": probe,
-              "printed": lines, "runs": results}
+              "printed": lines, "runs": results, "profile": profiled}
     Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
     Path(opts.out).write_text(json.dumps(record, indent=2) + "\n")
 

@@ -67,7 +67,7 @@ class TrainConfig:
     freeze_layers: int = 0
     # TRL's fused LM head projects only the positions that carry a label on Triton devices (CUDA), but every
     # position elsewhere (so that tile shapes stay fixed for compilers): on a CPU the 49,152-wide head then also
-    # runs, forward and backward, on the prompt tokens that completion-only loss ignores (≈1.2× per step here,
+    # runs, forward and backward, on the prompt tokens that completion-only loss ignores (1.2–1.4× per step here,
     # bench/sft_throughput.py, setting freeze15_fullhead). True: the head projects completion positions only, on
     # every device (completion_head_only); same loss and gradients up to float rounding (tests/test_train.py).
     completion_head_only: bool = True
