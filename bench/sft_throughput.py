@@ -24,12 +24,11 @@ default is ``freeze15``):
 - ``trl_defaults`` (``--with-trl-defaults``): TRL's ``SFTConfig`` defaults, bf16 + gradient checkpointing and its
   every-position CPU head, plus ``use_cpu`` (very slow on AVX2-only CPUs).
 
-Throughput counts real (non-padding) tokens. Achieved GFLOP/s use the *work the setting does*: forward 2·N per
+Throughput counts real (non-padding) tokens. Achieved GFLOP/s use the *work the step needs*: forward 2·N per
 token and backward 4·N for the trainable share of the blocks (N = non-embedding parameters), plus attention, and
-the LM head's 2·d·vocab forward and 4·d·vocab backward at completion positions only (the work the loss needs; the
-``fullhead`` setting does more, which counts against it). The peak is a
-fp32 2048³ matmul measured in the same run (before and after); a bf16 setting's share is of a bf16 2048³ matmul
-peak, measured once in the run (before). The loss after the timed steps is printed for
+the LM head's 2·d·vocab forward and 4·d·vocab backward at completion positions only (the ``fullhead`` setting
+does more, which counts against it). The peak is a fp32 2048³ matmul measured in the same run (before and after);
+a bf16 setting's share is of a bf16 2048³ matmul peak, measured once in the run (before). The loss after the timed steps is printed for
 each setting: padding must not change it (same rows, same order); freezing does. Writes what it printed to
 ``reports/bench/sft_throughput.json`` with the CPU model, its flags and torch's thread count. Asserts nothing.
 """

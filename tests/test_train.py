@@ -250,6 +250,13 @@ def test_the_head_projects_completion_positions_only_with_the_same_loss_and_grad
         labels = batch["labels"][:, 1:]  # position t predicts label t + 1
         results[compact] = (loss.item(), grads, projected[:], int((labels != -100).sum()), labels.numel())
         assert trl_utils._use_triton is use_triton  # restored after the call
+        if compact:  # evaluation goes through the same loss; a failing call restores the switch too
+            projected.clear()
+            trainer.prediction_step(trainer.model, batch, prediction_loss_only=True)
+            assert projected == [results[True][3]]
+            with pytest.raises(IndexError, match="shape of the mask"):  # raised in the compact head's indexing
+                trainer.compute_loss(trainer.model, {**batch, "labels": batch["labels"][:, :1]})
+            assert trl_utils._use_triton is use_triton
     loss, grads, rows, completions, positions = results[True]
     assert rows == [completions] and completions < positions  # CPU: only the labelled positions
     full_loss, full_grads, full_rows, _, _ = results[False]
