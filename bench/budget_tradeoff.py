@@ -35,7 +35,7 @@ FIXED = ("max_steps", "curve_every", "save_steps", "score_rows")
 
 
 def main() -> None:
-    from sft_throughput import cpu_info
+    from common import provenance
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from refusal_tokens import control, mixing, sources, train
@@ -95,8 +95,7 @@ def main() -> None:
         rows = [r for b in benches for r in benchmark_rows(b, mirror)]
         scores = control.score(model, tok, [r["conversation"] for r in rows], "single", batch_size=32, max_tokens=1024)
         record[label] = train.auroc([control.p_refusal(s, "single") for s in scores], [r["should_refuse"] for r in rows])
-    record.update({"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                   **cpu_info()})
+    record.update(provenance())
     print(json.dumps(record, indent=2))
     out = Path(opts.out)
     runs = json.loads(out.read_text())["runs"] if out.is_file() else []

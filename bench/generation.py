@@ -9,21 +9,21 @@ side in one run, response by response.
 Prompts: a stratified sample of CoCoNot original + contrast (the calibration prompts). Settings, each timed on the
 same pairs after one warm-up: the reference at ``--batch-size`` sequences per batch; pair by pair at 4 × that with
 at most 2 × ``--max-tokens`` padded tokens (as wide as the last shared setting: what larger batches alone give); the
-shared prefill at ``--batch-size`` / 2 distinct prompts (≈ the same number of sequences decoded at once), at ``--batch-size`` prompts,
-and at twice that with at most ``--max-tokens`` padded prompt tokens per batch (long prompts in smaller batches);
-and, when the ``ctranslate2`` package is installed, CTranslate2's fp32 generator on the same pairs (a C++ inference
-engine; not a dependency of the study). Every setting's responses are compared with the reference's (fp32: the share
-identical; a difference comes from a different batch composition changing float rounding at a near-tie, and is
-printed). Each setting's useful work is counted in model FLOPs (prompt positions it must run, forced and new tokens;
-padding not counted) against the fp32 GEMM peak measured in the same run: the share of peak says how much faster the
-same work could still run, and the prefill the sharing removes bounds what sharing alone can save.
+shared prefill at ``--batch-size`` / 2 distinct prompts (≈ the same number of sequences decoded at once), at
+``--batch-size`` prompts, and at twice that with at most ``--max-tokens`` padded prompt tokens per batch (long
+prompts in smaller batches); and, when the ``ctranslate2`` package is installed, CTranslate2's fp32 generator on the
+same pairs (a C++ inference engine; not a dependency of the study). Every setting's responses are compared with the
+reference's (fp32: the share identical; a difference comes from a different batch composition changing float
+rounding at a near-tie, and is printed). Each setting's useful work is counted in model FLOPs (prompt positions it
+must run, forced and new tokens; padding not counted) against the fp32 GEMM peak measured in the same run: the share
+of peak says how much faster the same work could still run, and the prefill the sharing removes bounds what sharing
+alone can save.
 Writes what it printed to ``reports/bench/generation.json`` (with the command, the date, the CPU). Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,8 +33,7 @@ sys.path.insert(0, str(HERE))
 
 
 def main() -> None:
-    from common import coconot_sample, load_model
-    from sft_throughput import cpu_info, gemm_peak
+    from common import coconot_sample, gemm_peak, load_model, provenance, write_record
 
     from refusal_tokens import control
     from refusal_tokens.scoring import chat_prompts
@@ -107,12 +106,8 @@ def main() -> None:
               "max_new_tokens": opts.max_new_tokens, "model": opts.model, "gemm_peak_gflops": round(peak, 1),
               "flops_counted": "2 × non-embedding parameters per prompt position run and per new token, plus "
                                "2 × vocab × hidden (the LM head) per new token; attention and padding not counted",
-              "results": results, "summary": lines,
-              "command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-              **cpu_info()}
-    out = Path(opts.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+              "results": results, "summary": lines, **provenance()}
+    write_record(opts.out, record)
 
 
 def _result(name, kwargs, seconds, texts, reference, firsts, new_tokens, prompt_positions, flops, peak) -> dict:

@@ -16,7 +16,6 @@ prompt); padding is computed but not counted, so the share of peak is of *useful
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,8 +36,7 @@ def forward_flops(model, lengths: list[int]) -> float:
 
 
 def main() -> None:
-    from common import coconot_sample, load_model
-    from sft_throughput import cpu_info, gemm_peak
+    from common import coconot_sample, gemm_peak, load_model, provenance, write_record
 
     from refusal_tokens import control, scoring
 
@@ -95,11 +93,8 @@ def main() -> None:
     print("\n".join(lines))
     record = {"script": "bench/scoring.py", "prompts": len(convs), "tokens": sum(lengths), "model": args.model,
               "gemm_peak_gflops": [round(peak, 1), round(peak_after, 1)], "results": results, "summary": lines,
-              "command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-              **cpu_info()}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+              **provenance()}
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":

@@ -28,15 +28,15 @@ Throughput counts real (non-padding) tokens. Achieved GFLOP/s use the *work the 
 token and backward 4·N for the trainable share of the blocks (N = non-embedding parameters), plus attention, and
 the LM head's 2·d·vocab forward and 4·d·vocab backward at completion positions only (the ``fullhead`` setting
 does more, which counts against it). The peak is a fp32 2048³ matmul measured in the same run (before and after);
-a bf16 setting's share is of a bf16 2048³ matmul peak, measured once in the run (before). The loss after the timed steps is printed for
-each setting: padding must not change it (same rows, same order); freezing does. Writes what it printed to
-``reports/bench/sft_throughput.json`` with the CPU model, its flags and torch's thread count. Asserts nothing.
+a bf16 setting's share is of a bf16 2048³ matmul peak, measured once in the run (before). The loss after the timed
+steps is printed for each setting: padding must not change it (same rows, same order); freezing does. Writes what
+it printed to ``reports/bench/sft_throughput.json`` with the CPU model, its flags and torch's thread count. Asserts
+nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -44,30 +44,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-
-
-def gemm_peak(n: int = 2048, repeats: int = 10, dtype=torch.float32) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    torch.matmul(a, b)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        torch.matmul(a, b)
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
-
-
-def cpu_info() -> dict:
-    """CPU model, the flags that decide fp32 / bf16 speed, and torch's threads (for the bench JSON)."""
-    from refusal_tokens.train import cpu_flags
-
-    model, flags = "unknown", cpu_flags()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    relevant = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni"]
-    return {"cpu": model, "flags": [f for f in relevant if f in flags], "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__}
+sys.path.insert(0, str(HERE))
 
 
 def flops_per_step(model, tokens: int, completion_tokens: int, rows: int, trainable_block_share: float) -> float:
@@ -142,8 +119,9 @@ def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False, pr
         return {"setting": label, "profiled_steps": steps, "time_shares": time_shares(profiler)}
     return {"setting": label, "padding_free": cfg.padding_free, "freeze_layers": cfg.freeze_layers,
             "completion_head_only": cfg.completion_head_only,
-            "bf16": bool(trainer.args.bf16), "torch_compile": compiled, "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", False)
-                                                                  or trainer.args.gradient_checkpointing),
+            "bf16": bool(trainer.args.bf16), "torch_compile": compiled,
+            "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", False)
+                                           or trainer.args.gradient_checkpointing),
             "timed_steps": steps, "tokens": timed_tokens, "seconds": seconds,
             "seconds_with_warmup": total,  # train() from start to end, evaluation and the first (compiling) steps too
             "tokens_per_second": timed_tokens / seconds, "gflops": flops / seconds / 1e9,
@@ -162,6 +140,8 @@ SETTINGS = {
 
 
 def main() -> None:
+    from common import gemm_peak, provenance, write_record
+
     from refusal_tokens import train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -193,17 +173,17 @@ def main() -> None:
     bf16_peak = gemm_peak(dtype=torch.bfloat16) if any(SETTINGS[n].get("bf16") for n in names) or \
         opts.with_trl_defaults else None
     probe = train.cpu_bf16_pays()
-    results = [measure(name, config(name, **{k: v for k, v in SETTINGS[name].items() if k != "compile"}),
-                       opts.steps, opts.warmup, compiled=SETTINGS[name].get("compile", False))
-               for name in names]
+
+    def run(name: str, profile: bool = False) -> dict:
+        setting = {k: v for k, v in SETTINGS[name].items() if k != "compile"}
+        return measure(name, config(name, **setting), opts.steps, opts.warmup,
+                       compiled=SETTINGS[name].get("compile", False), profile=profile)
+
+    results = [run(name) for name in names]
     if opts.with_trl_defaults:
         trl_defaults = config("trl_defaults", bf16=True, gradient_checkpointing=True, completion_head_only=False)
         results.append(measure("trl_defaults", trl_defaults, opts.steps, opts.warmup))
-    profiled = None
-    if opts.profile:
-        settings = SETTINGS[opts.profile]
-        profiled = measure(opts.profile, config(opts.profile, **{k: v for k, v in settings.items() if k != "compile"}),
-                           opts.steps, opts.warmup, compiled=settings.get("compile", False), profile=True)
+    profiled = run(opts.profile, profile=True) if opts.profile else None
     peak_after = gemm_peak()
     best_peak = max(peak, peak_after)
     lines = [f"fp32 GEMM peak (2048³ matmul, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s before, "
@@ -225,12 +205,9 @@ def main() -> None:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in profiled["time_shares"].items())
         lines.append(f"profile of {profiled['setting']} ({opts.steps} steps, CPU time): {shares}")
     print("\n".join(lines))
-    record = {"script": "bench/sft_throughput.py", "command": " ".join(["python", *sys.argv]),
-              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **cpu_info(), "gemm_peak_gflops": [peak, peak_after],
-              "bf16_gemm_peak_gflops": bf16_peak, "bf16_auto_probe": probe,
-              "printed": lines, "runs": results, "profile": profiled}
-    Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(opts.out).write_text(json.dumps(record, indent=2) + "\n")
+    write_record(opts.out, {"script": "bench/sft_throughput.py", **provenance(), "gemm_peak_gflops": [peak, peak_after],
+                            "bf16_gemm_peak_gflops": bf16_peak, "bf16_auto_probe": probe,
+                            "printed": lines, "runs": results, "profile": profiled})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ them to ``reports/bench/sweep_cost.json`` (with the command, the date, the CPU).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,8 +25,7 @@ sys.path.insert(0, str(HERE))
 
 
 def main() -> None:
-    from common import coconot_sample, load_model
-    from sft_throughput import cpu_info
+    from common import coconot_sample, load_model, provenance, write_record
 
     from refusal_tokens import control
 
@@ -53,7 +51,8 @@ def main() -> None:
 
     start = time.perf_counter()
     scores = control.score(model, tok, convs, args.scheme)
-    naive_backend = control.HFBackend(model, tok, batch_size=args.naive_batch_size, share_prefill=False)  # as the official code
+    # pair by pair, as the official code
+    naive_backend = control.HFBackend(model, tok, batch_size=args.naive_batch_size, share_prefill=False)
     naive = {s.name: naive_backend.continue_from(convs, control.decide_all(scores, args.scheme, s), args.max_new_tokens)
              for s in settings}
     t_naive = time.perf_counter() - start
@@ -92,11 +91,8 @@ def main() -> None:
               "ours": {"generations": len(cache.entries), "tokens": ours_backend.generated_tokens,
                        "seconds": round(t_ours, 2)},
               "wall_clock_ratio": round(t_naive / t_ours, 2), "differing_responses": len(mismatched),
-              "summary": lines, "command": " ".join(["python", *sys.argv]),
-              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **cpu_info()}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+              "summary": lines, **provenance()}
+    write_record(args.out, record)
 
 
 def _generate_params() -> dict:
