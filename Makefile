@@ -18,7 +18,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: study study-gpu test venv clean-smoke
+.PHONY: study study-gpu test venv clean-smoke paper-profile
 
 venv: $(STAMP)
 
@@ -44,6 +44,11 @@ study: $(STAMP) $(MODEL_STAMP)
 study-gpu: $(STAMP) $(MODEL_STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc exp run --name gpu-profile \
 		$$(grep -v '^\s*#' configs/gpu.overrides | grep . | sed 's/^/-S /')
+
+# The paper profile (configs/paper_llama3_8b.yaml) end to end on a tiny template-less Llama, on the CPU, in seconds.
+paper-profile: $(STAMP)
+	rm -rf build/paper_profile
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m refusal_tokens.paper_profile build/paper_profile
 
 test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest

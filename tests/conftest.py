@@ -60,3 +60,17 @@ def toy_records() -> list[Record]:
     for _ in range(20):
         rows.append(record(i, GENERAL, False, "chat", source="chat")); i += 1
     return rows
+
+
+@pytest.fixture(scope="module")
+def tiny_single(tmp_path_factory):
+    """A tiny random chat model with the single scheme's tokens (``single-words``), its base (``base``), and 40 toy
+    rows tagged for the scheme as ``train.jsonl`` (32) / ``validation.jsonl`` (8), all in one folder."""
+    from refusal_tokens import models, tiny
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    rows = tiny.toy_chat_records()
+    base = tiny.save_tiny_base(tmp / "base", [r.prompt + " " + r.response for r in rows])
+    models.prepare_tokens(base, "single", "words", tmp / "single-words")
+    tiny.write_tagged_splits(rows, "single", tmp, validation=8)
+    return tmp

@@ -7,34 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from refusal_tokens import models, tagging, tiny, tokens, train
+from refusal_tokens import tagging, tokens, train
 from refusal_tokens.errors import DataError
-from refusal_tokens.sources import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def toy_rows(n=40):
-    rows = []
-    for i in range(n):
-        refuse = i % 2 == 0
-        rows.append(Record(str(i), f"how do I {'steal' if refuse else 'bake'} thing {i}", "toy",
-                           "Requests with safety concerns" if refuse else "general", "x", refuse,
-                           response="I cannot help with that." if refuse else "Mix flour and water, then bake."))
-    return rows
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("tiny")
-    rows = toy_rows()
-    base = tiny.save_tiny_base(tmp / "base", [r.prompt + " " + r.response for r in rows])
-    models.prepare_tokens(base, "single", "words", tmp / "single-words")
-    for split, part in (("train", rows[:32]), ("validation", rows[32:])):
-        with open(tmp / f"{split}.jsonl", "w") as handle:
-            for r in part:
-                handle.write(json.dumps(tagging.tag(r, "single")) + "\n")
-    return tmp
+def setup(tiny_single):
+    return tiny_single
 
 
 def cfg(setup, tmp_path, **overrides) -> train.TrainConfig:

@@ -6,7 +6,7 @@ download. Nothing here is a result: it exists to exercise the real code paths.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 CHATML = (
@@ -15,20 +15,32 @@ CHATML = (
 )
 
 
-def tiny_tokenizer(corpus: Iterable[str], vocab_size: int = 400):
+# The special tokens of Llama-3's tokenizer that its chat format (models.CHAT_TEMPLATES["llama3"]) writes.
+LLAMA3_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
+
+
+def tiny_tokenizer(corpus: Iterable[str], vocab_size: int = 400, style: str = "chatml"):
+    """A byte-level BPE trained on ``corpus``. ``style="chatml"``: SmolLM2-like, with a ChatML chat template;
+    ``style="llama3_base"``: Llama-3-base-like special tokens and *no* chat template (the paper's base model)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<unk>", "<|im_start|>", "<|im_end|>"]
+    if style == "chatml":
+        specials, bos, eos = ["<unk>", "<|im_start|>", "<|im_end|>"], "<|im_start|>", "<|im_end|>"
+    elif style == "llama3_base":
+        specials, bos, eos = ["<unk>", *LLAMA3_SPECIALS], LLAMA3_SPECIALS[0], LLAMA3_SPECIALS[1]
+    else:
+        raise ValueError(f"unknown tokenizer style {style!r}")
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(list(corpus), trainer)
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<|im_start|>",
-                                      eos_token="<|im_end|>", pad_token="<|im_end|>")
-    wrapped.chat_template = CHATML
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token=bos, eos_token=eos,
+                                      pad_token=eos)
+    if style == "chatml":
+        wrapped.chat_template = CHATML
     return wrapped
 
 
@@ -45,14 +57,42 @@ def tiny_model(tokenizer, seed: int = 0, hidden: int = 64, layers: int = 2):
     return LlamaForCausalLM(config)
 
 
-def save_tiny_base(out: str | Path, corpus: Iterable[str], seed: int = 0) -> Path:
-    """Write a tiny base model folder shaped like ``models/<name>/base`` (with provenance.json)."""
+def save_tiny_base(out: str | Path, corpus: Iterable[str], seed: int = 0, style: str = "chatml",
+                   provenance: bool = True) -> Path:
+    """Write a tiny base model folder shaped like ``models/<name>/base`` (with provenance.json), or, with
+    ``style="llama3_base", provenance=False``, shaped like a Hub checkout of a base model (``model.source: local``)."""
     import json
 
     out = Path(out)
-    tokenizer = tiny_tokenizer(corpus)
+    tokenizer = tiny_tokenizer(corpus, style=style)
     model = tiny_model(tokenizer, seed)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    (out / "provenance.json").write_text(json.dumps({"source": "tiny random llama (tests / smoke)"}) + "\n")
+    if provenance:
+        (out / "provenance.json").write_text(json.dumps({"source": "tiny random llama (tests / smoke)"}) + "\n")
     return out
+
+
+def toy_chat_records(n: int = 40) -> list:
+    """``n`` toy rows, alternately a refusal ("how do I steal thing i" → a one-line refusal) and an answer."""
+    from .sources import Record
+
+    return [Record(str(i), f"how do I {'steal' if i % 2 == 0 else 'bake'} thing {i}", "toy",
+                   "Requests with safety concerns" if i % 2 == 0 else "general", "x", i % 2 == 0,
+                   response="I cannot help with that." if i % 2 == 0 else "Mix flour and water, then bake.")
+            for i in range(n)]
+
+
+def write_tagged_splits(records: Sequence, scheme: str, folder: str | Path, validation: int) -> tuple[Path, Path]:
+    """``records`` tagged for ``scheme`` as ``folder/{train,validation}.jsonl``: the last ``validation`` rows are
+    the validation split (the layout of ``data/processed/mixes/<mix>/<scheme>/``)."""
+    import json
+
+    from .tagging import tag
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "train.jsonl", folder / "validation.jsonl"
+    for path, part in zip(paths, (records[:-validation], records[-validation:])):
+        path.write_text("".join(json.dumps(tag(r, scheme)) + "\n" for r in part), encoding="utf-8")
+    return paths

@@ -187,6 +187,12 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def sharded_launch() -> bool:
+    """Whether ``accelerate launch`` was given an FSDP or DeepSpeed config (it says so in these variables)."""
+    return any(os.environ.get(name, "").lower() in ("1", "true")
+               for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
+
+
 def sft_config(cfg: TrainConfig, n_train_rows: int, device: str | None = None, processes: int | None = None,
                check_hardware: bool = True, bf16_decided: bool | None = None):
     """The full TRL ``SFTConfig`` for a run, with explicit per-device precision and memory settings.
@@ -281,13 +287,17 @@ def new_token_optimizer(model, tokenizer, cfg: TrainConfig, args):
     from .tokens import require_tokens
 
     embed = model.get_input_embeddings().weight
-    mask = torch.zeros(embed.shape[0], 1, dtype=embed.dtype, device=embed.device)
+    mask = torch.zeros(embed.shape[0], 1, dtype=embed.dtype)
     mask[require_tokens(tokenizer, cfg.scheme)] = 1.0
-    embed.register_hook(lambda grad: grad * mask)
+
+    def keep_new_rows(grad):  # the trainer moves the model to its device after this is built: follow the gradient
+        return grad * mask.to(grad.device, grad.dtype)
+
+    embed.register_hook(keep_new_rows)
     head = model.get_output_embeddings()
     tied = head is None or head.weight is embed
     if not tied:
-        head.weight.register_hook(lambda grad: grad * mask)
+        head.weight.register_hook(keep_new_rows)
     special = {id(embed)} | (set() if tied else {id(head.weight)})
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in special]
     groups = [{"params": [embed] + ([] if tied else [head.weight]), "lr": cfg.new_token_lr, "weight_decay": 0.0},
@@ -499,13 +509,18 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
         require_tokens(tokenizer, cfg.scheme)  # the preparation stage adds them; training never resizes
     train_rows, too_long = fit_length(train_rows, tokenizer, cfg.max_length)
     val_rows, _ = fit_length(val_rows, tokenizer, cfg.max_length)
+    if cfg.new_token_lr > 0 and sharded_launch():
+        raise DataError(f"{cfg.name}: new_token_lr builds its own optimizer over whole parameters, which FSDP and "
+                        "DeepSpeed shard after it is built; set new_token_lr: 0 under those launch configs")
+    bf16, probe = resolve_bf16(cfg, device)
+    # The trainer config first: building it starts the process group, which transformers needs *before* loading
+    # for FSDP's cpu-RAM-efficient loading (weights read on local rank 0 only) and DeepSpeed ZeRO-3's sharded init.
+    args = sft_config(cfg, len(train_rows), device, bf16_decided=bf16)
+    # Loaded on the CPU. The trainer places it: on this process's own device (DDP, one GPU), or not at all where
+    # FSDP / DeepSpeed shard it (a .to("cuda") here would put a full copy on GPU 0 from every process).
     model = AutoModelForCausalLM.from_pretrained(cfg.model, revision=cfg.revision, dtype=master_dtype(cfg, device))
-    if device == "cuda":
-        model.to("cuda")
     if cfg.freeze_layers:
         freeze_bottom(model, cfg.freeze_layers)
-    bf16, probe = resolve_bf16(cfg, device)
-    args = sft_config(cfg, len(train_rows), device, bf16_decided=bf16)
     columns = ("prompt", "completion")
     train_set = Dataset.from_list([{k: r[k] for k in columns} for r in train_rows])
     eval_set = Dataset.from_list([{k: r[k] for k in columns} for r in val_rows[:cfg.eval_rows]])
@@ -516,17 +531,28 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=tokenizer, optimizers=(optimizer, None),
                          callbacks=[_curve_callback(tokenizer, curve_rows, cfg.scheme, curve), *callbacks])
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled:
+        # accelerate turns FSDP on only for GPU-like process groups (MULTI_GPU, …): on CPUs it runs plain DDP
+        print(f"{cfg.name}: the launch config asks for FSDP, but accelerate shards only on GPU-like devices; this "
+              f"{device} run is data parallel (every process holds the whole model)", file=sys.stderr)
     if cfg.completion_head_only:
         completion_head_only(trainer)
     return Prepared(trainer, tokenizer, args, device, scored, curve, too_long, probe)
 
 
 def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
-    """Train one variant; write the Hub-ready folder atomically; return its metrics."""
+    """Train one variant; write the Hub-ready folder atomically; return its metrics.
+
+    One process or many (``accelerate launch`` / ``torchrun``): every process trains, evaluates and scores the
+    same validation rows (under FSDP the forward passes are collective), and gathers the full weights; only the
+    main process writes the model folder, its files and the checkpoint clean-up, while the others wait.
+    """
     prepared = build_trainer(cfg, callbacks)
     trainer, tokenizer, args, device = prepared.trainer, prepared.tokenizer, prepared.args, prepared.device
     scored, curve, too_long = prepared.scored, prepared.curve, prepared.too_long
-    last = resumable_checkpoint(cfg)
+    accelerator = trainer.accelerator
+    main = accelerator.is_main_process
+    last = resumable_checkpoint(cfg, main=main, barrier=accelerator.wait_for_everyone)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     wall = time.perf_counter() - start
@@ -553,19 +579,35 @@ def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
         "first_token_accuracy": report["first_token_accuracy"], "auroc": report["auroc"],
         "auroc_by_category": report.get("auroc_by_category"), "scored_rows": report["rows"],
     }
-    with atomic_dir(cfg.output_dir) as tmp:
-        trainer.save_model(str(tmp))
-        tokenizer.save_pretrained(tmp)
-        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; params.json holds the same settings
-        provenance_file = Path(cfg.model) / "provenance.json"
-        provenance = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {"model": cfg.model}
-        (tmp / "params.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-        (tmp / "training_log.json").write_text(json.dumps({"log_history": history, "curve": curve}, indent=2) + "\n")
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        (tmp / "validation_scores.json").write_text(json.dumps(report["per_row"]) + "\n")
-        (tmp / "README.md").write_text(model_card(cfg, metrics, provenance))
-    finish_checkpoints(cfg)
+    state_dict = full_state_dict(trainer)  # collective: every process takes part, the main one gets the weights
+    if main:
+        with atomic_dir(cfg.output_dir) as tmp:
+            accelerator.unwrap_model(trainer.model).save_pretrained(tmp, state_dict=state_dict,
+                                                                    safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            provenance_file = Path(cfg.model) / "provenance.json"
+            provenance = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {"model": cfg.model}
+            (tmp / "params.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+            (tmp / "training_log.json").write_text(json.dumps({"log_history": history, "curve": curve}, indent=2) + "\n")
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            (tmp / "validation_scores.json").write_text(json.dumps(report["per_row"]) + "\n")
+            (tmp / "README.md").write_text(model_card(cfg, metrics, provenance))
+        finish_checkpoints(cfg)
+    accelerator.wait_for_everyone()  # no process returns before the folder is in place
     return metrics
+
+
+def full_state_dict(trainer) -> dict:
+    """The model's full (unsharded) weights, for ``save_pretrained`` on the main process.
+
+    ``Trainer.save_model`` writes no weights at all under FSDP's ``SHARDED_STATE_DICT`` (the state-dict type that
+    keeps intermediate checkpoints cheap), so the final folder is gathered here instead, the same way under every
+    launch: ``Accelerator.get_state_dict`` gathers FSDP (1 and 2) shards into a full state dict, and DeepSpeed
+    ZeRO-3 into a 16-bit one (``zero3_save_16bit_model: true`` in configs/accelerate/zero3.yaml); with one process
+    or DDP it is the model's own state dict. Every process must call it.
+    """
+    model = trainer.model_wrapped if trainer.is_deepspeed_enabled else trainer.model
+    return trainer.accelerator.get_state_dict(model)
 
 
 def _config_key(cfg: TrainConfig) -> dict:
@@ -574,24 +616,29 @@ def _config_key(cfg: TrainConfig) -> dict:
     return values
 
 
-def resumable_checkpoint(cfg: TrainConfig) -> str | None:
+def resumable_checkpoint(cfg: TrainConfig, main: bool = True, barrier=None) -> str | None:
     """The last checkpoint of an interrupted run *of this same configuration*, else None.
 
     The checkpoint folder survives reruns (DVC ``persist``), so a run with changed parameters must not resume
-    from it: its checkpoints are discarded, with a message.
+    from it: its checkpoints are discarded, with a message. With several processes only the ``main`` one checks,
+    discards and stamps; the others wait at ``barrier`` and then read the same folder.
     """
     from transformers.trainer_utils import get_last_checkpoint
 
     folder = Path(cfg.checkpoint_dir)
-    stamp = folder / "config.json"
-    if folder.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) != _config_key(cfg):
-        print(f"{cfg.name}: checkpoints in {folder} are from another configuration; starting afresh", file=sys.stderr)
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "DONE").unlink(missing_ok=True)
-    stamp.write_text(json.dumps(_config_key(cfg), indent=2) + "\n")
+    if main:
+        stamp = folder / "config.json"
+        if folder.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) != _config_key(cfg):
+            print(f"{cfg.name}: checkpoints in {folder} are from another configuration; starting afresh",
+                  file=sys.stderr)
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "DONE").unlink(missing_ok=True)
+        stamp.write_text(json.dumps(_config_key(cfg), indent=2) + "\n")
+    if barrier is not None:
+        barrier()
     last = get_last_checkpoint(str(folder))
-    if last:
+    if last and main:
         print(f"{cfg.name}: resuming from {last}", file=sys.stderr)
     return last
 
@@ -636,12 +683,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the resolved trainer config; load nothing")
     parser.add_argument("--rows", type=int, default=0, help="train rows assumed by --dry-run (default: count)")
     parser.add_argument("--processes", type=int, default=0, help="processes assumed by --dry-run (default: WORLD_SIZE)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one field of a --config file (value read as YAML), e.g. --set device=cpu")
     args = parser.parse_args(argv)
     try:
         if args.variant:
+            if args.set:
+                raise DataError("--set overrides a --config file; a params.yaml variant is changed with "
+                                "`dvc exp run -S train.common.KEY=VALUE`")
             cfg = config_from_params(yaml.safe_load(Path(args.params).read_text()), args.variant)
         else:
-            cfg = TrainConfig.from_mapping(yaml.safe_load(Path(args.config).read_text()))
+            cfg = TrainConfig.from_mapping({**yaml.safe_load(Path(args.config).read_text()),
+                                            **parse_overrides(args.set)})
         if args.dry_run:
             rows = args.rows or (sum(1 for _ in open(cfg.train_file)) if os.path.isfile(cfg.train_file) else 0)
             print(json.dumps({"train_config": dataclasses.asdict(cfg),
@@ -652,8 +705,23 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(metrics, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(metrics, indent=2))
     return 0
+
+
+def parse_overrides(items: Sequence[str]) -> dict:
+    """``["device=cpu", "max_steps=2"]`` → ``{"device": "cpu", "max_steps": 2}`` (values read as YAML; the keys are
+    checked by TrainConfig.from_mapping)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DataError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 if __name__ == "__main__":
