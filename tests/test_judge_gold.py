@@ -207,7 +207,11 @@ def test_write_judge_card_trains_learned_once_and_writes_both_files(tmp_path):
 
 
 def test_write_judge_card_failure_leaves_no_card(tmp_path):
-    params = stage_params(tmp_path, [{"name": "string"}, {"name": "regex"}])
-    with pytest.raises(DataError, match="unknown kind 'regex'"):
+    """The string judge's part of the card is computed, then the second judge fails: no card file at all."""
+    from refusal_tokens.judge import JudgeError
+
+    params = stage_params(tmp_path, [{"name": "string"},
+                                     {"name": "llm", "backend": "hf", "path": "models/missing"}])
+    with pytest.raises(JudgeError, match="not found"):
         B.write_judge_card(params, tmp_path, records=toy_xstest())
     assert not (tmp_path / "reports").exists()

@@ -6,6 +6,7 @@ import pytest
 from refusal_tokens import mixing as M
 from refusal_tokens.decontaminate import EvalIndex
 from refusal_tokens.errors import DataError
+from refusal_tokens.files import read_jsonl
 from refusal_tokens.sources import COCONOT_CATEGORIES, GENERAL, Record
 
 EQUAL = {c: 1.0 for c in COCONOT_CATEGORIES}
@@ -70,9 +71,9 @@ def test_written_mix_has_every_scheme_and_zero_partial_output(toy_records, empty
     mix = M.build_mix(spec(), empty_index, M.make_pools(toy_records, spec(), empty_index))
     path = M.write_mix(mix, tmp_path)
     for scheme in ("none", "single", "category"):
-        train = M.read_split(path / scheme / "train.jsonl")
+        train = read_jsonl(path / scheme / "train.jsonl")
         assert len(train) == len(mix.splits["train"])
-    first = M.read_split(path / "single" / "train.jsonl")[0]
+    first = read_jsonl(path / "single" / "train.jsonl")[0]
     assert first["completion"][0]["content"].startswith(("[refuse] ", "[respond] "))
     assert json.loads((path / "spec.json").read_text())["size"] == 20
 

@@ -1,5 +1,7 @@
 import pytest
 
+from refusal_tokens.config import ParamsError
+
 from refusal_tokens import notebook as N
 
 
@@ -31,10 +33,10 @@ def test_runner_rejects_unknown_params_before_running(tmp_path, monkeypatch):
     monkeypatch.chdir(root)
     params = tmp_path / "params.yaml"
     params.write_text("data:\n  size: 10\n  sise: 3\n")
-    with pytest.raises(N.ParameterError, match=r"unknown parameter\(s\) \['sise'\]"):
+    with pytest.raises(ParamsError, match=r"data\.sise: unknown key"):
         N.run("01_data_tagging", "data", params_file=str(params), out_dir=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
-    with pytest.raises(N.ParameterError, match="no section 'train'"):
+    with pytest.raises(ParamsError, match="train: missing section"):
         N.run("01_data_tagging", "train", params_file=str(params), out_dir=str(tmp_path / "out"))
 
 

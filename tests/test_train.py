@@ -24,7 +24,7 @@ def cfg(setup, tmp_path, **overrides) -> train.TrainConfig:
                   checkpoint_dir=str(tmp_path / "ckpt"), learning_rate=3e-3, max_steps=12,
                   per_device_train_batch_size=8, max_length=64, curve_every=4, save_steps=4, eval_rows=8)
     values.update(overrides)
-    return train.TrainConfig(**values)
+    return train.TrainConfig.from_mapping(values)
 
 
 def test_tokens_are_added_once_and_stable_after_save_and_load(setup, tmp_path):
@@ -106,9 +106,10 @@ def test_checkpoints_of_another_configuration_are_not_resumed(setup, tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"scheme": "multi"}, "unknown scheme 'multi'"),
-    ({"learning_rate": 0}, "learning_rate must be > 0"),
-    ({"device": "tpu"}, "device must be"),
+    ({"scheme": "multi"}, r"scheme: Input should be 'none', 'single' or 'category' \(got 'multi'\)"),
+    ({"learning_rate": 0}, r"learning_rate: Input should be greater than 0 \(got 0\)"),
+    ({"device": "tpu"}, "device: Input should be 'auto', 'cpu' or 'cuda'"),
+    ({"learning_rate": "2e-5", "max_steps": "x"}, r"1 problem\(s\)\n  - max_steps: Input should be a valid integer"),
 ])
 def test_bad_training_parameters(setup, tmp_path, overrides, message):
     with pytest.raises(DataError, match=message):
@@ -116,7 +117,7 @@ def test_bad_training_parameters(setup, tmp_path, overrides, message):
 
 
 def test_unknown_parameter_in_a_mapping():
-    with pytest.raises(DataError, match=r"unknown training parameter\(s\) \['lr'\]"):
+    with pytest.raises(DataError, match=r"(?s)name: missing.*lr: unknown key"):
         train.TrainConfig.from_mapping({"lr": 1})
 
 
@@ -156,13 +157,16 @@ def test_paper_profile_builds_its_full_trainer_config_without_weights():
 
 
 def test_every_params_variant_resolves(monkeypatch):
+    from refusal_tokens import config as C
+
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    checked = C.load(ROOT / "params.yaml")
     for variant, spec in params["train"]["variants"].items():
-        config = train.config_from_params(params, variant)
+        config = train.config_from_params(checked, variant)
         assert config.scheme == spec["scheme"] and config.train_file.endswith(f"{spec['mix']}/{spec['scheme']}/train.jsonl")
         assert Path(config.model).name in params["model"]["inits"]
     with pytest.raises(DataError, match="unknown variant"):
-        train.config_from_params(params, "nope")
+        train.config_from_params(checked, "nope")
 
 
 def test_new_token_lr_moves_only_the_new_rows(setup, tmp_path):
@@ -244,7 +248,7 @@ def test_the_head_projects_completion_positions_only_with_the_same_loss_and_grad
     assert full_rows == [positions]  # TRL's CPU path: every position
     assert math.isclose(loss, full_loss, rel_tol=1e-5)
     assert len(grads) == len(full_grads) and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, full_grads))
-    with pytest.raises(DataError, match="completion_head_only must be true or false"):
+    with pytest.raises(DataError, match="completion_head_only: Input should be a valid boolean"):
         cfg(setup, tmp_path, completion_head_only="yes")
 
 
@@ -329,8 +333,8 @@ def test_bf16_setting_is_validated_and_resolved(tmp_path):
     base = dict(name="v", scheme="single", model="m", train_file="t", validation_file="v", output_dir="o",
                 checkpoint_dir="c")
     for bad in ("fast", 1):
-        with pytest.raises(DataError, match="bf16 must be null, true, false or auto"):
-            TrainConfig(**base, bf16=bad)
+        with pytest.raises(DataError, match="bf16: must be null, true, false or auto"):
+            TrainConfig.from_mapping({**base, "bf16": bad})
     assert resolve_bf16(TrainConfig(**base), "cpu") == (False, None)  # default: fp32 on CPU
     assert resolve_bf16(TrainConfig(**base), "cuda") == (True, None)
     assert resolve_bf16(TrainConfig(**base, bf16="auto"), "cuda") == (True, None)

@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from .atomic import atomic_dir
+from .files import atomic_dir, read_jsonl, write_jsonl, write_texts
 from .errors import DataError, SourceUnavailable
 
 VALIDATION = "validation"
@@ -59,19 +59,6 @@ def split_name(benchmark: str, should_refuse: bool) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- io helpers
-
-def write_jsonl(path: Path, rows: Sequence[Mapping]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    from .sources import read_jsonl as rows
-
-    return [row for _, row in rows(Path(path))]
-
 
 # -------------------------------------------------------------------------------------------------- sampling
 
@@ -128,11 +115,9 @@ def benchmark_rows(source: str, mirror=None) -> list[dict]:
 
 def validation_rows(path: str | os.PathLike) -> list[dict]:
     """The training mix's validation split as benchmark rows (the threshold is chosen here, not on test sets)."""
-    from .mixing import read_split
-
     return [{"id": r["id"], "benchmark": VALIDATION, "prompt": r["prompt"][-1]["content"],
              "conversation": list(r["prompt"]), "category": r["category"], "subcategory": r.get("subcategory", ""),
-             "should_refuse": bool(r["should_refuse"])} for r in read_split(path)]
+             "should_refuse": bool(r["should_refuse"])} for r in read_jsonl(path)]
 
 
 def with_system(conversation: Sequence[Mapping[str, str]], system: str) -> list[dict]:
@@ -200,6 +185,9 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
                 all_rows = loader(source) if loader else benchmark_rows(source, mirror)
                 rows = stratified(all_rows, int(b["score"]), int(g["seed"]), b.get("stratify_by", STRATIFY_BY))
             except SourceUnavailable as error:
+                if not b.get("hub_only"):  # a mirrored benchmark must be there: no silent "not run"
+                    raise DataError(f"generate.benchmarks.{name}: {error}. It is not declared hub_only, so its "
+                                    "file must be in the offline mirror or the cache (REFUSAL_TOKENS_MIRROR)") from None
                 status[name] = f"not run: {error}"
                 continue
             # `responses: false` on a model: score only (the ablation model is read from its token, never its text)
@@ -333,10 +321,10 @@ def _unrooted(value, root: Path):
 
 
 def _stage_judge(spec: Mapping, root: Path):
-    """A judge from a params spec, with its model paths resolved under ``root``."""
-    from .judge import make_judge
+    """A judge from a params spec (checked by the schema at the door), with its model paths under ``root``."""
+    from .judge import build_judge
 
-    return make_judge(_resolved(spec, root))
+    return build_judge(_resolved(spec, root))
 
 
 def judge_generations(params: Mapping, root: str | os.PathLike = ".", gold: Mapping | None = None) -> dict:
@@ -416,11 +404,7 @@ def write_judge_card(params: Mapping, root: str | os.PathLike = ".", records=Non
     outputs = ((root / j.get("card", "reports/judge_card.md"), markdown),
                (root / j.get("card_metrics", "reports/metrics/judge_card.json"),
                 json.dumps(card, indent=2, sort_keys=True) + "\n"))
-    for path, text in outputs:  # both temporary files first, then both renames: no half-written card
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.with_name(f".{path.name}.tmp").write_text(text, encoding="utf-8")
-    for path, _ in outputs:
-        os.replace(path.with_name(f".{path.name}.tmp"), path)
+    write_texts(outputs)  # both temporary files first, then both renames: no half-written card
     return {name: {**{k: v["overall"][k] for k in ("n", "accuracy", "cohen_kappa")},
                    "heldout_kappa": {s: {length: sc["heldout"]["cohen_kappa"] for length, sc in lengths.items()}
                                      for s, lengths in v["gold_sets"].items()}}
@@ -473,8 +457,7 @@ def f1_score(pred: Sequence[bool], gold: Sequence[bool]) -> float:
 # ------------------------------------------------------------------------------------------------------ CLI
 
 def main(argv: list[str] | None = None) -> int:
-    import yaml
-
+    from .config import load
     from .judge import JudgeError
 
     parser = argparse.ArgumentParser(description="Benchmark generation and judging stages.")
@@ -485,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     try:
-        params = yaml.safe_load(Path(args.params).read_text())
+        need = ("generate",) if args.command == "generate" else ("generate", "judge")
+        params = load(args.params, require=need).values()  # checked before anything is written
         if args.command == "generate":
             result = generate_model(args.model, params, mirror=os.environ.get("REFUSAL_TOKENS_MIRROR"))
             result = {k: result[k] for k in ("model", "status", "counts", "seconds", "generated_tokens")}

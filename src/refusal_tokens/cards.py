@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from . import sources as S
+from .files import write_texts
 from .mixing import Mix
 from .sources import Record, Source
 
@@ -67,14 +68,10 @@ def source_card(src: Source, records: list[Record] | None, status: str, mirror=N
 
 def write_source_cards(loaded: Mapping[str, list[Record] | None], status: Mapping[str, str],
                        out_dir: str | os.PathLike) -> list[Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, records in loaded.items():
-        path = out / f"{name}.md"
-        path.write_text(source_card(S.get(name), records, status[name]))
-        paths.append(path)
-    return paths
+    texts = [(Path(out_dir) / f"{name}.md", source_card(S.get(name), records, status[name]))
+             for name, records in loaded.items()]
+    write_texts(texts)
+    return [path for path, _ in texts]
 
 
 def mix_card(mix: Mix, eval_sources: Sequence[str], eval_missing: Mapping[str, str], final_overlap: int) -> str:

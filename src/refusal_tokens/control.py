@@ -38,10 +38,8 @@ are generated once, cached by (prompt id, first token), and every setting's resp
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +48,7 @@ from typing import Protocol
 import torch
 
 from .errors import DataError
+from .files import iter_jsonl, write_jsonl
 from .tagging import CATEGORY_TOKENS, REFUSE, RESPOND, check_scheme, refusal_tokens, scheme_tokens
 
 FREE = "free"  # cache key of a plain greedy generation (no forced token): models without tokens, and the greedy
@@ -409,12 +408,11 @@ class GenerationCache:
         self.entries: dict[tuple[str, str], str] = {}
         self.stale = 0
         if self.path and self.path.is_file():
-            for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            for n, row in iter_jsonl(self.path):
                 try:
-                    row = json.loads(line)
                     key, text, made_by = (row["id"], row["first_token"]), row["text"], row.get("made_by", {})
-                except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-                    raise DataError(f"{self.path}:{n}: not a generation-cache row ({e})") from None
+                except KeyError as e:
+                    raise DataError(f"{self.path}:{n}: not a generation-cache row (no {e})") from None
                 if made_by != self.identity:
                     self.stale += 1
                     continue
@@ -446,17 +444,8 @@ class GenerationCache:
             raise DataError(f"no cached generation for ({prompt_id!r}, {first_token!r})") from None
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for (i, t), text in sorted(self.entries.items()):
-                    f.write(json.dumps({"id": i, "first_token": t, "text": text, "made_by": self.identity},
-                                       ensure_ascii=False, sort_keys=True) + "\n")
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_jsonl(self.path, ({"id": i, "first_token": t, "text": text, "made_by": self.identity}
+                                for (i, t), text in sorted(self.entries.items())))
 
 
 def assemble(ids: Sequence[str], first_tokens: Sequence[str], lookup: Callable[[str, str], object]) -> list:

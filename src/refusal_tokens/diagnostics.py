@@ -30,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .config import load
+from .errors import DataError, SourceUnavailable
+from .files import read_jsonl, write_texts
 
 
 def auroc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
@@ -172,13 +174,11 @@ def frozen_ceiling(features: Mapping[str, Mapping[int, np.ndarray]], labels: Map
 
 def _rows_for(params: Mapping, mirror=None) -> dict[str, list[dict]]:
     from .benchmarks import benchmark_rows, validation_rows
-    from .mixing import read_split
-
     d = params["diagnostics"]
     mix = Path(d["mixes_dir"]) / d["mix"] / "none"
     train = [{"id": r["id"], "prompt": r["prompt"][-1]["content"], "conversation": list(r["prompt"]),
               "category": r["category"], "subcategory": r.get("subcategory", ""),
-              "should_refuse": bool(r["should_refuse"])} for r in read_split(mix / "train.jsonl")]
+              "should_refuse": bool(r["should_refuse"])} for r in read_jsonl(mix / "train.jsonl")]
     return {"mix_train": train, "validation": validation_rows(mix / "validation.jsonl"),
             "coconot": benchmark_rows("coconot_original", mirror) + benchmark_rows("coconot_contrast", mirror),
             "xstest": benchmark_rows("xstest", mirror)}
@@ -225,24 +225,19 @@ def write(root: str | os.PathLike, shortcut: Mapping, ceiling: Mapping, details:
     }
     details = {**details, "shortcut_auroc": shortcut, "frozen_probe_auroc": ceiling}
     root = Path(root)
-    for path, payload in ((root / "reports" / "metrics" / "diagnostics.json", headline),
-                          (root / "reports" / "diagnostics" / "diagnostics.json", details)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
+    write_texts([(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+                 for path, payload in ((root / "reports" / "metrics" / "diagnostics.json", headline),
+                                       (root / "reports" / "diagnostics" / "diagnostics.json", details))])
     return {"headline": headline, "details": details}
 
 
 def main(argv: list[str] | None = None) -> int:
-    import yaml
-
     parser = argparse.ArgumentParser(description="Shortcut baseline and frozen-feature ceiling (diagnostics).")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     try:
-        result = run(yaml.safe_load(Path(args.params).read_text()))
-    except DataError as error:
+        result = run(load(args.params, require=("diagnostics",)).values())  # checked before anything is written
+    except (DataError, SourceUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(result["headline"], indent=2))

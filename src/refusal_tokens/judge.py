@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
@@ -43,7 +42,8 @@ from pathlib import Path
 from typing import Protocol
 
 from .errors import DataError
-from .sources import Record, read_jsonl, sha256_of
+from .files import iter_jsonl, jsonl_text, write_text
+from .sources import Record, sha256_of
 from .tagging import RESPOND, refusal_tokens
 
 
@@ -586,23 +586,8 @@ def train_learned_judge(path: str | os.PathLike, items: Sequence[Mapping], trunc
         "data_sha256": data_sha, "n": len(examples), "refusals": sum(y for _, y, _ in examples), "parts": parts,
         "texts": "full texts and their openings (" + truncation + ")" if truncate else "full texts",
         "cross_validation": cross_validate_learned(items, truncate, folds, c)}
-    _write_whole(Path(path), json.dumps(model, ensure_ascii=False, sort_keys=True) + "\n")
+    write_text(path, json.dumps(model, ensure_ascii=False, sort_keys=True) + "\n")
     return model["training"]
-
-
-def _write_whole(out: Path, text: str) -> Path:
-    """``text`` into ``out`` through a temporary sibling and ``os.replace``: the whole file or none."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
 
 
 class AnyJudge(Judge):
@@ -659,6 +644,13 @@ def make_judge(spec: Mapping) -> Judge:
     spec, …]}`` (refusal when any member judge says so: :class:`AnyJudge`). ``kind`` (default: ``name``) picks the judge, so two LLM
     judges can coexist (``{"name": "llm-qwen", "kind": "llm", …}``). The API key is read from the environment
     variable ``api_key_env`` names, never from params."""
+    return build_judge(check_spec(spec))
+
+
+def check_spec(spec: Mapping) -> Mapping:
+    """Raise DataError for a judge spec that names no judge, an unknown kind or backend, or unknown / missing
+    options (recursively for an ``any`` judge's members); return it. params.yaml's specs are checked here once, by
+    the schema (config.JudgeSpec); the judge stage then builds them with :func:`build_judge`."""
     if "name" not in spec:
         raise DataError(f"judge spec {dict(spec)} has no name")
     name, kind = spec["name"], spec.get("kind", spec["name"])
@@ -674,6 +666,28 @@ def make_judge(spec: Mapping) -> Judge:
     if unknown or missing:
         raise DataError(f"judge {name!r}: unknown option(s) {unknown}, missing option(s) {missing}; allowed: "
                         f"{list(_OPTIONS[backend or kind])}")
+    if kind == "any":
+        if not isinstance(options["of"], (list, tuple)) or not all(isinstance(m, Mapping) for m in options["of"]):
+            raise DataError(f"judge {name!r}: 'of' must be a list of judge specs, got {options['of']!r}")
+        try:
+            for member in options["of"]:
+                check_spec(member)
+        except DataError as error:
+            raise DataError(f"judge {name!r} (any): {error}") from None
+        members = [m["name"] for m in options["of"]]
+        if len(members) < 2:
+            raise DataError(f"judge {name!r}: an 'any' judge needs at least two member judges, got {len(members)}")
+        if len(set(members)) != len(members):
+            raise DataError(f"judge {name!r} (any): member judges need distinct names, got {members}")
+    return spec
+
+
+def build_judge(spec: Mapping) -> Judge:
+    """A judge from a spec that :func:`check_spec` has passed (no checks repeated here)."""
+    name, kind = spec["name"], spec.get("kind", spec["name"])
+    backend = spec.get("backend") if kind == "llm" else None
+    reserved = ("name", "kind", "backend") if kind == "llm" else ("name", "kind")
+    options = {k: v for k, v in spec.items() if k not in reserved}
     if kind == "token":
         return TokenJudge(name)
     if kind == "string":
@@ -681,12 +695,7 @@ def make_judge(spec: Mapping) -> Judge:
     if kind == "learned":
         return LearnedJudge(options["path"], name)  # "c" is a training option (benchmarks.prepare_learned)
     if kind == "any":
-        if not isinstance(options["of"], (list, tuple)) or not all(isinstance(m, Mapping) for m in options["of"]):
-            raise DataError(f"judge {name!r}: 'of' must be a list of judge specs, got {options['of']!r}")
-        try:
-            return AnyJudge([make_judge(m) for m in options["of"]], name)
-        except DataError as error:
-            raise DataError(f"judge {name!r} (any): {error}") from None
+        return AnyJudge([build_judge(m) for m in options["of"]], name)
     if backend == "hf":
         return LLMJudge(LocalHFBackend(options.pop("path"), **options), name)
     key_env = options.pop("api_key_env", None)
@@ -699,7 +708,7 @@ def _read_jsonl(path: str | os.PathLike, keys: Mapping[str, type | tuple[type, .
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     rows, seen = [], set()
-    for line_no, row in read_jsonl(path):
+    for line_no, row in iter_jsonl(path):
         for key, kind in keys.items():
             if key not in row:
                 raise DataError(f"{path}:{line_no}: missing key {key!r}")
@@ -724,7 +733,7 @@ def _label_checked(judge: Judge, rows: Sequence[Mapping]) -> list[dict]:
 def judge_file(judge: Judge, completions: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Label a completions JSONL into ``out`` (labels JSONL), written whole or not at all."""
     labels = _label_checked(judge, _read_jsonl(completions, COMPLETION_KEYS))
-    return _write_whole(Path(out), "".join(json.dumps(label, ensure_ascii=False) + "\n" for label in labels))
+    return write_text(out, jsonl_text(labels, sort_keys=False))
 
 
 def read_labels(path: str | os.PathLike) -> list[dict]:

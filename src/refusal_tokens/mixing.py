@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import sources as S
-from .atomic import atomic_dir
+from .files import atomic_dir, jsonl_text
 from .decontaminate import EvalIndex, decontaminate, normalise, overlap_count
 from .errors import DataError
 from .sources import COCONOT_CATEGORIES, GENERAL, Record
@@ -387,16 +387,10 @@ def write_mix(mix: Mix, out_dir: str | os.PathLike) -> Path:
         for scheme in SCHEMES:
             (tmp / scheme).mkdir()
             for split, records in mix.splits.items():
-                with open(tmp / scheme / f"{split}.jsonl", "w", encoding="utf-8") as handle:
-                    for record in records:
-                        handle.write(json.dumps(tag(record, scheme), ensure_ascii=False) + "\n")
+                (tmp / scheme / f"{split}.jsonl").write_text(
+                    jsonl_text((tag(record, scheme) for record in records), sort_keys=False), encoding="utf-8")
         (tmp / "spec.json").write_text(json.dumps(asdict(mix.spec), indent=2, default=list) + "\n")
     return final
-
-
-def read_split(path: str | os.PathLike) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle]
 
 
 def mix_metrics(mix: Mix, eval_overlap: int) -> dict:

@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from .atomic import atomic_dir
+from .files import atomic_dir
 from .errors import DataError
 from .sources import sha256_of
 
@@ -157,7 +157,7 @@ def _tokens(scheme: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import yaml
+    from .config import load
 
     parser = argparse.ArgumentParser(description="Prepare the base model, or base + a scheme's tokens.")
     parser.add_argument("what", choices=("base", "tokens"))
@@ -165,9 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scheme")
     parser.add_argument("--init")
     args = parser.parse_args(argv)
-    params = yaml.safe_load(Path(args.params).read_text())["model"]
-    root = Path(params["dir"]) / params["name"]
     try:
+        params = load(args.params, require=("model",)).values()["model"]  # checked before anything is written
+        root = Path(params["dir"]) / params["name"]
+        if args.what == "tokens" and f"{args.scheme}-{args.init}" not in params["inits"]:
+            raise DataError(f"--scheme {args.scheme} --init {args.init}: {args.scheme}-{args.init} is not in "
+                            f"model.inits ({sorted(params['inits'])})")
         if args.what == "base":
             out = prepare_base(params, root / "base")
         else:

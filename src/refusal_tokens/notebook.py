@@ -39,11 +39,14 @@ def _accepts(annotation: object, value: object) -> bool:
     return True  # unions and the like: not checked
 
 
-def check_parameters(namespace: Mapping[str, object]) -> dict[str, object]:
+def check_parameters(namespace: MutableMapping[str, object], section: str | None = None) -> dict[str, object]:
     """Validate a notebook's parameters; return them as a dict (to be written as resolved params).
 
     Declared parameters are the annotated assignments of the parameters cell (``steps: int = 20``); papermill
-    injects plain assignments, so any injected name that was not declared is an unknown parameter.
+    injects plain assignments, so any injected name that was not declared is an unknown parameter. With
+    ``section`` (the params.yaml section the notebook takes), the values are also checked against that section's
+    schema (``config.check_section``: ranges, choices, cross-field rules; every problem at once), before any
+    cell writes; a number written as a string (``2e-5``) is put back into ``namespace`` as a number.
     """
     declared = dict(namespace.get("__annotations__", {}))
     if not declared:
@@ -57,6 +60,14 @@ def check_parameters(namespace: Mapping[str, object]) -> dict[str, object]:
         raise ParameterError(f"unknown parameter(s) {unknown}; this notebook accepts {sorted(declared)}")
     wrong = [f"{name} should be {getattr(t, '__name__', t)}, got {namespace[name]!r}"
              for name, t in declared.items() if not _accepts(t, namespace[name])]
+    if section is not None:
+        from .config import check_section
+
+        checked = check_section(section, {name: namespace[name] for name in declared})
+        for name in declared:
+            value = getattr(checked, name)
+            if isinstance(namespace[name], str) and not isinstance(value, str):
+                namespace[name] = value
     if wrong:
         raise ParameterError("bad parameter type(s): " + "; ".join(wrong))
     return {name: namespace[name] for name in declared}
@@ -73,10 +84,9 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
 
 def write_params(params: Mapping[str, object], path: str | os.PathLike) -> Path:
     """Every run writes the parameters it actually ran with."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(params), indent=2, sort_keys=True, default=str) + "\n")
-    return path
+    from .files import write_text
+
+    return write_text(path, json.dumps(dict(params), indent=2, sort_keys=True, default=str) + "\n")
 
 
 def declared_parameters(notebook: str | os.PathLike) -> set[str]:
@@ -85,23 +95,32 @@ def declared_parameters(notebook: str | os.PathLike) -> set[str]:
     return set(papermill.inspect_notebook(str(notebook)))
 
 
+def notebook_defaults(notebook: str | os.PathLike) -> dict[str, object]:
+    """The values of a notebook's parameters cell (papermill reads them as source text; they are literals)."""
+    import ast
+
+    import papermill
+
+    return {name: ast.literal_eval(p["default"]) for name, p in papermill.inspect_notebook(str(notebook)).items()}
+
+
 def run(notebook: str, section: str, params_file: str = "params.yaml", out_dir: str = "reports/notebooks",
         kernel: str = "python3", overrides: MutableMapping[str, object] | None = None) -> Path:
     import papermill
-    import yaml
+
+    from .config import check_section, load
 
     source = Path("notebooks") / f"{notebook}.ipynb"
     if not source.is_file():
         raise ParameterError(f"no notebook {source}")
-    with open(params_file, encoding="utf-8") as handle:
-        all_params = yaml.safe_load(handle) or {}
-    if section not in all_params:
-        raise ParameterError(f"{params_file} has no section {section!r}; sections: {sorted(all_params)}")
-    params = {**all_params[section], **(overrides or {})}
+    # the file (its sections and the rules between them), then this section as the notebook will run it (its
+    # parameters cell's defaults under the file's values and the overrides), before anything runs or is written
+    params = {**load(params_file, require=(section,)).values()[section], **(overrides or {})}
     unknown = sorted(set(params) - declared_parameters(source))
     if unknown:
         raise ParameterError(f"{params_file}:{section}: unknown parameter(s) {unknown} for {source}; it accepts "
                              f"{sorted(declared_parameters(source))}")
+    check_section(section, {**notebook_defaults(source), **params}, f"{params_file}:{section}")
     out = Path(out_dir) / f"{notebook}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(source), str(out), parameters=params, kernel_name=kernel,
@@ -116,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--kernel", default=os.environ.get("REFUSAL_TOKENS_KERNEL", "python3"))
     args = parser.parse_args(argv)
+    from .config import ParamsError
+
     try:
         out = run(args.notebook, args.section, args.params, kernel=args.kernel)
-    except ParameterError as error:
+    except (ParameterError, ParamsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"executed notebook written to {out}")

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .errors import DataError
+from .files import write_text
 
 PACKAGES = ("torch", "transformers", "trl", "datasets", "accelerate", "dvc", "papermill", "nbval", "pandas",
             "scikit-learn", "seaborn", "refusal-tokens")
@@ -264,7 +265,5 @@ def write_report(root: str | Path, project: str | Path, profile: str, models_roo
     ]
     text = "\n".join(sections)
     out = reports / "README.md"
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    write_text(out, text)
     return text

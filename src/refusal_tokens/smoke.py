@@ -122,7 +122,8 @@ def benchmark_setup(root: str | Path) -> dict:
                                                  "validation_mix": "r50_nocontrast"}},
             "benchmarks": {"coconot_original": {"score": 20, "generate": 10},
                            "coconot_contrast": {"score": 20, "generate": 10},
-                           "xstest": {"score": 20, "generate": 10}, "or_bench_hard": {"score": 8, "generate": 8}},
+                           "xstest": {"score": 20, "generate": 10},
+                           "or_bench_hard": {"score": 8, "generate": 8, "hub_only": True}},
             "temperatures": [0.5, 1.0, 2.0], "max_new_tokens": 6, "batch_size": 8, "score_batch_size": 16, "seed": 0,
             "torch_threads": 0, "system_prompts": {"more": "Refuse more.", "less": "Refuse less."},
             "system_prompt_models": ["none_r50", "single_r50"],
@@ -151,12 +152,12 @@ def diagnostics_setup(root: str | Path) -> dict:
     tiny base model (layers 1 and 2 of 2)."""
     from . import diagnostics as D
     from .benchmarks import validation_rows
-    from .mixing import read_split
+    from .files import read_jsonl
 
     root = Path(root)
     mix = root / "data" / "mixes" / "r50" / "none"
     train_rows = [{"prompt": r["prompt"][-1]["content"], "conversation": list(r["prompt"]),
-                   "should_refuse": r["should_refuse"]} for r in read_split(mix / "train.jsonl")]
+                   "should_refuse": r["should_refuse"]} for r in read_jsonl(mix / "train.jsonl")]
     rows = {"mix_train": train_rows, "validation": validation_rows(mix / "validation.jsonl"),
             "coconot": toy_benchmark("coconot_original") + toy_benchmark("coconot_contrast"),
             "xstest": toy_benchmark("xstest")}

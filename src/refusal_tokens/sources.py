@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DataError, SourceUnavailable
+from .files import iter_jsonl
 
 MIRROR_ENV = "REFUSAL_TOKENS_MIRROR"
 CACHE_ENV = "REFUSAL_TOKENS_CACHE"
@@ -185,20 +186,6 @@ def fetch(
 # Readers that say which file and line is wrong.
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: malformed JSON line ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            yield number, row
-
-
 def read_json(path: Path) -> object:
     with open(path, encoding="utf-8") as handle:
         try:
@@ -252,7 +239,7 @@ def _json_rows(path: Path, keys: Iterable[str]) -> Iterator[tuple[str, dict]]:
 def _coconot(should_refuse: bool) -> Parser:
     def parse(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
         (path,) = paths.values()
-        for line, row in read_jsonl(path):
+        for line, row in iter_jsonl(path):
             need(row, ("id", "category", "subcategory", "prompt"), f"{path}:{line}")
             yield Record(str(row["id"]), row["prompt"], src.name, row["category"], row["subcategory"],
                          should_refuse)
@@ -298,7 +285,7 @@ def _coconot_part(part: str) -> Parser:
     def parse(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
         (path,) = paths.values()
         rows = []
-        for line, row in read_jsonl(path):
+        for line, row in iter_jsonl(path):
             need(row, ("id", "category", "subcategory", "prompt"), f"{path}:{line}")
             rows.append(row)
         parts = coconot_parts(rows)
@@ -312,7 +299,7 @@ def _coconot_part(part: str) -> Parser:
 
 def _coconot_pref(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
     (path,) = paths.values()
-    for line, row in read_jsonl(path):
+    for line, row in iter_jsonl(path):
         need(row, ("id", "category", "subcategory", "prompt", "chosen"), f"{path}:{line}")
         # The preferred response to a contrast prompt is a real answer: these rows teach "answer".
         yield Record(str(row["id"]), row["prompt"], src.name, row["category"], row["subcategory"], False,
@@ -430,7 +417,7 @@ def _falseqa(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
 
 def _nec_unanswerable(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
     (path,) = paths.values()
-    for line, row in read_jsonl(path):
+    for line, row in iter_jsonl(path):
         need(row, ("prompt",), f"{path}:{line}")
         yield Record(f"nec-{line:04d}", row["prompt"], src.name, "Incomplete requests", "false presuppositions",
                      True, meta={"concept_kind": str(row.get("category", ""))})
@@ -439,7 +426,7 @@ def _nec_unanswerable(src: Source, paths: Mapping[str, Path]) -> Iterator[Record
 def _situated(subcategory: str, category: str) -> Parser:
     def parse(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
         (path,) = paths.values()
-        for line, row in read_jsonl(path):
+        for line, row in iter_jsonl(path):
             need(row, ("question", "is_dependent", "id"), f"{path}:{line}")
             if row["is_dependent"] == "yes":  # the answer depends on place/time that the question omits
                 yield Record(f"{src.name}-{row['id']}", row["question"], src.name, category, subcategory, True)
@@ -461,7 +448,7 @@ def _selfaware(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
 
 def _self_awareness(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
     (path,) = paths.values()
-    for line, row in read_jsonl(path):
+    for line, row in iter_jsonl(path):
         need(row, ("question", "answer_matching_behavior"), f"{path}:{line}")
         stem, _, choices = row["question"].partition("\n\nChoices:")
         letter = row["answer_matching_behavior"].strip()  # " (A)"
@@ -503,7 +490,7 @@ def _alpaca_style(prefix: str, response_key: str = "output") -> Parser:
 
 def _self_instruct(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
     (path,) = paths.values()
-    for line, row in read_jsonl(path):
+    for line, row in iter_jsonl(path):
         need(row, ("id", "instruction", "instances"), f"{path}:{line}")
         instance = row["instances"][0]
         prompt = row["instruction"] + (f"\n\n{instance['input']}" if instance.get("input") else "")

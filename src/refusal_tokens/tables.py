@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .benchmarks import REFERENCE, load_run, rate, split_name, write_jsonl
+from .benchmarks import REFERENCE, load_run, rate, split_name
+from .files import write_jsonl, write_texts
 from .calibration import first_tokens
 from .control import FREE, Setting, is_refusal
 from .errors import DataError
@@ -208,10 +209,9 @@ def write_outputs(root: str | os.PathLike, table: pd.DataFrame, status: Mapping[
         "the held-out test part only (notebook 01).", "",
         f"## Judge: {primary_judge} (n = generated prompts)", "", markdown(main), "",
         "## Judge: token (n = scored prompts; models with tokens)", "", markdown(token_table), ""])
-    (root / "reports" / "metrics").mkdir(parents=True, exist_ok=True)
-    (root / "reports" / "benchmark_table.md").write_text(text)
-    table.to_csv(root / "reports" / "benchmark_table.csv", index=False)
     metrics = {"status": dict(status), "generation": dict(generation), "thresholds": dict(thresholds),
                "cells": json.loads(table.to_json(orient="records"))}
-    (root / "reports" / "metrics" / "benchmarks.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_texts([(root / "reports" / "benchmark_table.md", text),
+                 (root / "reports" / "benchmark_table.csv", table.to_csv(index=False)),
+                 (root / "reports" / "metrics" / "benchmarks.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")])
     return text

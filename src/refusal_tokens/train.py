@@ -29,9 +29,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_dir
+from .files import atomic_dir
 from .errors import DataError
-from .tagging import SCHEMES, refusal_tokens, scheme_tokens
+from .tagging import refusal_tokens, scheme_tokens
 
 
 @dataclass
@@ -92,37 +92,15 @@ class TrainConfig:
     report_to: str = "none"
     extra_sft_args: dict = field(default_factory=dict)  # any other SFTConfig field, passed through
 
-    def __post_init__(self) -> None:
-        if self.scheme not in SCHEMES:
-            raise DataError(f"{self.name}: unknown scheme {self.scheme!r}; expected one of {list(SCHEMES)}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise DataError(f"{self.name}: device must be auto, cpu or cuda, got {self.device!r}")
-        for key in ("learning_rate", "per_device_train_batch_size", "max_length", "save_steps"):
-            if not getattr(self, key) > 0:
-                raise DataError(f"{self.name}: {key} must be > 0, got {getattr(self, key)!r}")
-        if self.new_token_lr > 0 and self.scheme == "none":
-            raise DataError(f"{self.name}: new_token_lr needs a scheme with tokens (scheme 'none' has none)")
-        if self.freeze_layers < 0:
-            raise DataError(f"{self.name}: freeze_layers must be ≥ 0, got {self.freeze_layers}")
-        if type(self.completion_head_only) is not bool:
-            raise DataError(f"{self.name}: completion_head_only must be true or false, got {self.completion_head_only!r}")
-        if not (self.bf16 is None or type(self.bf16) is bool or self.bf16 == "auto"):
-            raise DataError(f"{self.name}: bf16 must be null, true, false or auto, got {self.bf16!r}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise DataError(f"{self.name}: warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
-
     @classmethod
-    def from_mapping(cls, values: Mapping) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise DataError(f"unknown training parameter(s) {unknown}; known: {sorted(known)}")
-        missing = sorted(f.name for f in dataclasses.fields(cls)
-                         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                         and f.name not in values)
-        if missing:
-            raise DataError(f"missing training parameter(s) {missing}")
-        return cls(**values)
+    def from_mapping(cls, values: Mapping, where: str = "training config") -> "TrainConfig":
+        """A config from user input (a ``--config`` file), checked by the schema (``config.TrainFile``: types,
+        ranges, unknown and missing keys, every problem at once). Code that builds a TrainConfig from values the
+        schema has already checked (``config_from_params``) calls the constructor directly."""
+        from .config import TrainFile, check_model
+
+        checked = check_model(TrainFile, values, where)
+        return cls(**{f.name: getattr(checked, f.name) for f in dataclasses.fields(cls)})
 
 
 def resolve_device(cfg: TrainConfig) -> str:
@@ -260,18 +238,15 @@ def sft_config(cfg: TrainConfig, n_train_rows: int, device: str | None = None, p
 
 
 def load_rows(path: str) -> list[dict]:
+    from .files import iter_jsonl
+
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: malformed JSON line ({error.msg})") from None
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    for number, row in enumerate(rows, start=1):
+    for number, row in iter_jsonl(path):
         if "prompt" not in row or "completion" not in row:
             raise DataError(f"{path}:{number}: a row needs 'prompt' and 'completion'")
+        rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: no rows")
     return rows
 
 
@@ -651,30 +626,31 @@ def finish_checkpoints(cfg: TrainConfig) -> None:
     (folder / "DONE").write_text("finished; the model is in " + cfg.output_dir + "\n")
 
 
-def config_from_params(params: Mapping, variant: str) -> TrainConfig:
-    """A variant of ``params.yaml: train.variants`` merged over ``train.common``, with the grid's paths."""
-    train, model = params["train"], params["model"]
-    if variant not in train["variants"]:
-        raise DataError(f"unknown variant {variant!r}; params.yaml train.variants has {sorted(train['variants'])}")
-    spec = train["variants"][variant]
-    scheme, mix, init = spec["scheme"], spec["mix"], spec.get("init", "")
-    root = Path(model["dir"]) / model["name"]
-    mixes = Path(params["data"].get("mixes_dir", "data/processed/mixes"))
+def config_from_params(params, variant: str) -> TrainConfig:
+    """A variant of ``params.yaml: train.variants`` merged over ``train.common``, with the grid's paths.
+
+    ``params`` is the validated file (``config.Params``, from ``config.load``): every value was checked there
+    once, so the config is built as it is."""
+    train, model = params.train, params.model
+    if variant not in train.variants:
+        raise DataError(f"unknown variant {variant!r}; params.yaml train.variants has {sorted(train.variants)}")
+    spec = train.variants[variant]
+    root = Path(model.dir) / model.name
+    mixes = Path("data/processed/mixes")
+    overrides = {k: getattr(spec, k) for k in spec.model_fields_set if k not in ("scheme", "mix", "init")}
     values = {
-        **train["common"], **{k: v for k, v in spec.items() if k not in ("scheme", "mix", "init")},
-        "name": variant, "scheme": scheme, "mix": mix, "init": init,
-        "model": str(root / "init" / f"{scheme}-{init}"),
-        "train_file": str(mixes / mix / scheme / "train.jsonl"),
-        "validation_file": str(mixes / mix / scheme / "validation.jsonl"),
+        **train.common.model_dump(), **overrides,
+        "name": variant, "scheme": spec.scheme, "mix": spec.mix, "init": spec.init,
+        "model": str(root / "init" / f"{spec.scheme}-{spec.init}"),
+        "train_file": str(mixes / spec.mix / spec.scheme / "train.jsonl"),
+        "validation_file": str(mixes / spec.mix / spec.scheme / "validation.jsonl"),
         "output_dir": str(root / "sft" / variant),
-        "checkpoint_dir": str(Path(train.get("checkpoints_dir", "checkpoints")) / model["name"] / variant),
+        "checkpoint_dir": str(Path(train.checkpoints_dir) / model.name / variant),
     }
-    return TrainConfig.from_mapping(values)
+    return TrainConfig(**values)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import yaml
-
     parser = argparse.ArgumentParser(description="SFT one refusal-token variant with TRL.")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--variant", help="a key of params.yaml train.variants")
@@ -691,10 +667,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.set:
                 raise DataError("--set overrides a --config file; a params.yaml variant is changed with "
                                 "`dvc exp run -S train.common.KEY=VALUE`")
-            cfg = config_from_params(yaml.safe_load(Path(args.params).read_text()), args.variant)
+            from .config import load
+
+            cfg = config_from_params(load(args.params, require=("model", "train")), args.variant)
         else:
-            cfg = TrainConfig.from_mapping({**yaml.safe_load(Path(args.config).read_text()),
-                                            **parse_overrides(args.set)})
+            from .config import read_yaml
+
+            cfg = TrainConfig.from_mapping({**read_yaml(args.config), **parse_overrides(args.set)}, args.config)
         if args.dry_run:
             rows = args.rows or (sum(1 for _ in open(cfg.train_file)) if os.path.isfile(cfg.train_file) else 0)
             print(json.dumps({"train_config": dataclasses.asdict(cfg),
