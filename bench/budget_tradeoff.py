@@ -38,7 +38,7 @@ def main() -> None:
     from common import provenance
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from refusal_tokens import control, mixing, sources, train
+    from refusal_tokens import config, control, mixing, sources, train
     from refusal_tokens.benchmarks import benchmark_rows
     from refusal_tokens.decontaminate import EvalIndex
 
@@ -76,7 +76,7 @@ def main() -> None:
     names = [n for n, s in sources.SOURCES.items() if s.role in ("eval", "judge") and not s.hub]
     evals = {n: r for n in names if (r := sources.try_load(n, mirror)[0])}
     evals, _ = mixing.decontamination_sets(evals, sources.load("coconot_original_train", mirror))
-    spec = mixing.specs_from_params(data)[0]
+    spec = mixing.specs_from_params(config.check_section("data", data).model_dump(exclude_unset=True))[0]
     mixing.write_mix(mixing.build_mix(spec, EvalIndex.build(evals), mirror=mirror), root / "mixes")
     cfg = train.TrainConfig.from_mapping({
         **{k: v for k, v in common.items() if k not in FIXED}, "name": opts.name, "scheme": "single",

@@ -133,25 +133,23 @@ def test_generate_refuses_a_model_without_its_scheme_tokens(tmp_path):
     tiny.save_tiny_base(tmp_path / "models" / "m", ["a tiny corpus of words"] * 3)
     params = {"generate": {"out": "gen", "models_root": "models", "models": {"m": {"path": "m", "scheme": "single"}},
                            "temperatures": [1.0], "batch_size": 2}}
-    with pytest.raises(DataError, match="lacks the 'single' scheme tokens"):
-        B.generate_model("m", params, tmp_path)
-    params["generate"]["device"] = "tpu"
-    with pytest.raises(DataError, match="auto, cpu or cuda"):
+    with pytest.raises(DataError, match="lacks the 'single' scheme tokens"):  # checked before any data is read
         B.generate_model("m", params, tmp_path)
     assert not (tmp_path / "gen").exists()
 
 
-@pytest.mark.parametrize("key, value", [("batch_size", 2.5), ("max_tokens", True), ("share_prefill", "no")])
-def test_generate_rejects_bad_batching_params_and_writes_nothing(tmp_path, key, value):
-    """generate.batch_size / max_tokens / share_prefill reach the backend as written (no silent int() or bool())."""
-    from refusal_tokens import tiny
+@pytest.mark.parametrize("key, value", [("batch_size", 2.5), ("max_tokens", True), ("share_prefill", "no"),
+                                        ("device", "tpu")])
+def test_generate_rejects_bad_batching_params_at_the_door(key, value):
+    """generate.batch_size / max_tokens / share_prefill / device are checked by the schema as written (no silent
+    int() or bool()), before the stage reads or writes anything (tests/test_config.py runs the stage itself)."""
+    import yaml
 
-    tiny.save_tiny_base(tmp_path / "models" / "m", ["a tiny corpus of words"] * 3)
-    params = {"generate": {"out": "gen", "models_root": "models", "models": {"m": {"path": "m", "scheme": "none"}},
-                           "temperatures": [1.0], "batch_size": 2, key: value}}
-    with pytest.raises(DataError, match=key):
-        B.generate_model("m", params, tmp_path)
-    assert not (tmp_path / "gen").exists()
+    from refusal_tokens import config
+
+    section = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["generate"]
+    with pytest.raises(DataError, match=rf"generate\.{key}: Input should be"):
+        config.check_section("generate", {**section, key: value})
 
 
 def run_smoke_pipeline(root: Path) -> dict[str, bytes]:

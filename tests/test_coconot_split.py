@@ -69,10 +69,6 @@ def test_extra_mixes_override_the_main_mix():
     specs = M.specs_from_params(params)
     assert [s.name for s in specs] == ["r50", "r50_nocontrast"]
     assert specs[1].contrast_share == 0.0 and specs[1].general_share == 1.0 and specs[1].size == 20
-    with pytest.raises(DataError, match="may set only"):
-        M.specs_from_params({**params, "extra_mixes": {"x": {"refusal_proportion": 0.5, "size": 3}}})
-    with pytest.raises(DataError, match="already the name"):
-        M.specs_from_params({**params, "extra_mixes": {"r50": {"refusal_proportion": 0.5}}})
 
 
 def test_refusals_are_capped_per_category_and_redistributed(toy_records):

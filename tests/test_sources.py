@@ -48,7 +48,7 @@ def test_bad_download_leaves_nothing_behind(tiny_source, tmp_path):
     tiny_source("x.jsonl", JSONL, S._coconot(True), url=upstream.as_uri(), write=False)
     with pytest.raises(DataError, match="sha256 mismatch"):
         S.load("tiny")
-    assert list((tmp_path / "cache").rglob("*")) == [tmp_path / "cache" / "tiny"]  # folder only, no file
+    assert list((tmp_path / "cache").rglob("*")) == []  # no file, and no empty folder either
 
 
 def test_malformed_json_line_names_file_and_line(tiny_source):

@@ -149,49 +149,50 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
     torch.manual_seed(0)
     if g.get("torch_threads"):
         torch.set_num_threads(int(g["torch_threads"]))
-    device = g.get("device", "auto")
+    device = g.get("device", "auto")  # auto | cpu | cuda (config.Generate)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise DataError(f"generate.device must be auto, cpu or cuda, got {device!r}")
     dtype = torch.bfloat16 if device == "cuda" else torch.float32  # bf16 is emulated (slow) on this CPU
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
     if scheme != "none":
         require_tokens(tokenizer, scheme)  # fail before any work if the model lacks its scheme's tokens
+    # Every input is read before the model is loaded or anything written: a missing or changed file stops
+    # the stage at once, with no output.
+    jobs: list[tuple[str, list[dict], int]] = []
+    status: dict[str, str] = {}
+    if scheme != "none":
+        validation_mix = spec.get("validation_mix", g["validation_mix"])  # a model's own mix (the ablation)
+        mix = root / g["mixes_dir"] / validation_mix / scheme / "validation.jsonl"
+        if not mix.is_file():
+            raise DataError(f"{mix} not found: the validation split of mix {validation_mix!r} is needed to "
+                            "choose thresholds (run `dvc repro data_tagging`)")
+        jobs.append((VALIDATION, validation_rows(mix), 0))
+    for name, b in g["benchmarks"].items():
+        try:
+            source = b.get("source", name)
+            all_rows = loader(source) if loader else benchmark_rows(source, mirror)
+            rows = stratified(all_rows, int(b["score"]), int(g["seed"]), b.get("stratify_by", STRATIFY_BY))
+        except SourceUnavailable as error:
+            if not b.get("hub_only"):  # a mirrored benchmark must be there: no silent "not run"
+                raise DataError(f"generate.benchmarks.{name}: {error}. It is not declared hub_only, so its file "
+                                "must be in the offline mirror or the cache (REFUSAL_TOKENS_MIRROR)") from None
+            status[name] = f"not run: {error}"
+            continue
+        # `responses: false` on a model: score only (the ablation model is read from its token, never its text)
+        jobs.append((name, rows, int(b["generate"]) if spec.get("responses", True) else 0))
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
     temperatures = [float(t) for t in g["temperatures"]]
     backend = control.HFBackend(model, tokenizer, batch_size=g["batch_size"], progress=progress,
                                 share_prefill=g.get("share_prefill", True), max_tokens=g.get("max_tokens", 0))
     systems = {name: text for name, text in g.get("system_prompts", {}).items()}
     sys_models, sys_benchmarks = set(g.get("system_prompt_models", ())), set(g.get("system_prompt_benchmarks", ()))
-    status, counts, started = {}, {}, time.perf_counter()
+    counts, started = {}, time.perf_counter()
     # what a cached response depends on besides (prompt, first token): a cache made otherwise is never read
     identity = {"model": model_name, "folder": str(Path(g["models_root"]) / spec["path"]),
                 "weights": weights_fingerprint(folder), "max_new_tokens": int(g["max_new_tokens"]),
                 "dtype": str(dtype).removeprefix("torch."), "share_prefill": backend.share_prefill}
     out = root / g["out"] / model_name
     with atomic_dir(out) as tmp:
-        jobs: list[tuple[str, list[dict], int]] = []
-        if scheme != "none":
-            validation_mix = spec.get("validation_mix", g["validation_mix"])  # a model's own mix (the ablation)
-            mix = root / g["mixes_dir"] / validation_mix / scheme / "validation.jsonl"
-            if not mix.is_file():
-                raise DataError(f"{mix} not found: the validation split of mix {validation_mix!r} is needed to "
-                                "choose thresholds (run `dvc repro data_tagging`)")
-            jobs.append((VALIDATION, validation_rows(mix), 0))
-        for name, b in g["benchmarks"].items():
-            try:
-                source = b.get("source", name)
-                all_rows = loader(source) if loader else benchmark_rows(source, mirror)
-                rows = stratified(all_rows, int(b["score"]), int(g["seed"]), b.get("stratify_by", STRATIFY_BY))
-            except SourceUnavailable as error:
-                if not b.get("hub_only"):  # a mirrored benchmark must be there: no silent "not run"
-                    raise DataError(f"generate.benchmarks.{name}: {error}. It is not declared hub_only, so its "
-                                    "file must be in the offline mirror or the cache (REFUSAL_TOKENS_MIRROR)") from None
-                status[name] = f"not run: {error}"
-                continue
-            # `responses: false` on a model: score only (the ablation model is read from its token, never its text)
-            jobs.append((name, rows, int(b["generate"]) if spec.get("responses", True) else 0))
         for name, rows, n_generate in jobs:
             t0 = time.perf_counter()
             bench = tmp / name

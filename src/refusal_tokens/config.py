@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
     model_validator
 
 from .errors import DataError
@@ -45,10 +45,18 @@ def _number(value: Any) -> Any:
 
 
 Float = Annotated[float, BeforeValidator(_number)]
-Int = Annotated[int, BeforeValidator(_number)]
+Int = Annotated[int, BeforeValidator(_number), Field(strict=True)]  # 1.0 or true is not an integer here
 Share = Annotated[float, BeforeValidator(_number), Field(ge=0, le=1)]
 Probability = Share
-Scheme = Literal["none", "single", "category"]
+Bool = Annotated[bool, Field(strict=True)]  # true / false only: "no" or 1 is not silently a boolean here
+def _token_scheme(name: str):
+    from .tagging import TOKEN_SCHEMES
+
+    return TOKEN_SCHEMES[name]
+
+
+# A scheme name becomes the tagging.TokenScheme that carries its tokens: the stages never check the name again.
+Scheme = Annotated[Literal["none", "single", "category"], AfterValidator(_token_scheme)]
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -116,7 +124,14 @@ class Data(Section):
             problems.append(f"contrast_source_rows ({self.contrast_source_rows}) exceeds size ({self.size})")
         if self.contrast_source_rows and not self.contrast_sources:
             problems.append("contrast_source_rows > 0 needs contrast_sources")
-        if sum(self.category_weights.values()) <= 0:
+        for name, extra in self.extra_mixes.items():
+            contrast = self.contrast_share if extra.contrast_share is None else extra.contrast_share
+            general = self.general_share if extra.general_share is None else extra.general_share
+            if abs(contrast + general - 1) > 1e-9:
+                problems.append(f"extra_mixes.{name}: contrast_share + general_share must be 1, got {contrast} + "
+                                f"{general}")
+        proportions = [*self.refusal_proportions, *(m.refusal_proportion for m in self.extra_mixes.values())]
+        if any(p > 0 for p in proportions) and sum(self.category_weights.values()) <= 0:
             problems.append("category_weights are all zero but refusals are requested")
         if problems:
             raise ValueError("; ".join(problems))
@@ -159,7 +174,7 @@ class Model(Section):
     local_path: str | None = None
     bos_token: str | None = None
     eos_token: str | None = None
-    strip_default_system_prompt: bool = False
+    strip_default_system_prompt: Bool = False
     chat_template: str | None = Field(None, description="null = the tokenizer's own; llama3 | chatml | Jinja")
     inits: dict[str, InitSpec] = Field(min_length=1, description="'<scheme>-<init>' → its scheme and init")
 
@@ -169,7 +184,7 @@ class Model(Section):
                 "local": ("local_path",)}[self.source]
         missing = [k for k in need if getattr(self, k) in (None, "")]
         if missing:
-            raise ValueError(f"source {self.source!r} needs {missing}")
+            raise ValueError("\n".join(f"{k}: needed when source is {self.source!r}" for k in missing))
         bad = [k for k, v in self.inits.items() if k != f"{v.scheme}-{v.init}"]
         if bad:
             raise ValueError(f"inits {bad}: each key must read '<scheme>-<init>'")
@@ -200,9 +215,9 @@ class TrainSettings(Section):
     gradient_accumulation_steps: Int = Field(1, ge=1)
     global_batch_size: Int = Field(0, ge=0, description="> 0: accumulation = global / (batch × processes)")
     max_length: Int = Field(192, ge=1, description="tokens; longer rows are dropped, not truncated")
-    padding_free: bool = False
+    padding_free: Bool = False
     freeze_layers: Int = Field(0, ge=0, description="bottom decoder blocks frozen; 0 = full fine-tuning")
-    completion_head_only: Annotated[bool, Field(strict=True)] = True
+    completion_head_only: Bool = True
     max_train_rows: Int = Field(0, ge=0, description="0 = every row of the train split")
     eval_rows: Int = Field(64, ge=1, description="validation rows for the loss")
     score_rows: Int = Field(0, ge=0, description="validation prompts scored for p(token); 0 = all")
@@ -211,7 +226,7 @@ class TrainSettings(Section):
     seed: Int = Field(0, ge=0)
     device: Device = "auto"
     bf16: Annotated[bool | str | None, BeforeValidator(_bf16)] = None
-    gradient_checkpointing: bool | None = None
+    gradient_checkpointing: Bool | None = None
     torch_threads: Int = Field(0, ge=0, description="0 = torch's default")
     dataloader_num_workers: Int = Field(0, ge=0)
     train_sampling_strategy: Literal["random", "sequential", "group_by_length"] = "random"
@@ -281,7 +296,7 @@ class Diagnostics(Section):
 
 class SftReport(Section):
     out: str
-    smoke: bool
+    smoke: Bool
     models_root: str
     variants: list[str] = Field(min_length=1)
     init_comparison: list[str] = Field(default_factory=list)
@@ -304,7 +319,7 @@ class GenModel(Section):
     scheme: Scheme
     validation_mix: str | None = Field(None, description="the mix whose validation split is scored (default: "
                                                            "generate.validation_mix)")
-    responses: bool = Field(True, description="false: scored only, never generated")
+    responses: Bool = Field(True, description="false: scored only, never generated")
 
 
 class BenchSpec(Section):
@@ -312,7 +327,7 @@ class BenchSpec(Section):
     score: Int = Field(ge=0, description="prompts scored (a stratified sample)")
     generate: Int = Field(ge=0, description="of those, the first n get greedy responses")
     stratify_by: list[Literal["should_refuse", "category", "subcategory"]] | None = None
-    hub_only: bool = Field(False, description="true: needs the Hub, has no offline mirror; offline it is "
+    hub_only: Bool = Field(False, description="true: needs the Hub, has no offline mirror; offline it is "
                                               "reported 'not run' by design. false: a missing or changed file "
                                               "stops the stage")
 
@@ -328,7 +343,7 @@ class Generate(Section):
     max_new_tokens: Int = Field(ge=1)
     batch_size: Int = Field(ge=1, description="distinct prompts per generation batch")
     max_tokens: Int = Field(0, ge=0, description="padded prompt tokens per generation batch; 0 = no cap")
-    share_prefill: bool = True
+    share_prefill: Bool = True
     score_batch_size: Int = Field(ge=1)
     score_max_tokens: Int = Field(0, ge=0, description="padded tokens per scoring batch; 0 = no cap")
     seed: Int = Field(ge=0)
@@ -401,7 +416,7 @@ class Judge(Section):
 
 class Calibration(Section):
     out: str
-    smoke: bool
+    smoke: Bool
     generations: str
     labels: str
     single_model: str
@@ -426,7 +441,7 @@ class Calibration(Section):
 
 class BenchmarkTable(Section):
     out: str
-    smoke: bool
+    smoke: Bool
     generations: str
     labels: str
     completions_dir: str
@@ -439,13 +454,13 @@ class BenchmarkTable(Section):
     @model_validator(mode="after")
     def _primary(self) -> "BenchmarkTable":
         if self.primary_judge not in self.judges:
-            raise ValueError(f"primary_judge {self.primary_judge!r} must be one of judges {self.judges}")
+            raise ValueError(f"primary_judge: {self.primary_judge!r} must be one of judges {self.judges}")
         return self
 
 
 class Report(Section):
     out: str
-    smoke: bool
+    smoke: Bool
     profile: str
     generations: str
     models_root: str

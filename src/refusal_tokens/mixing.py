@@ -23,10 +23,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import sources as S
+from .config import mix_name  # 0.5 → r50: the refusal proportion is the grid axis of the mixes
 from .files import atomic_dir, jsonl_text
 from .decontaminate import EvalIndex, decontaminate, normalise, overlap_count
 from .errors import DataError
-from .sources import COCONOT_CATEGORIES, GENERAL, Record
+from .sources import GENERAL, Record
 from .tagging import SCHEMES, tag, write_response
 
 SPLITS = ("train", "validation")
@@ -52,7 +53,8 @@ def truncate(text: str, max_tokens: int) -> str:
 
 @dataclass(frozen=True)
 class MixSpec:
-    """One mix. Validated on construction: bad values raise one DataError naming the parameter."""
+    """One mix, from values the schema has checked (``config.Data``: ranges, shares summing to 1, categories,
+    registered sources)."""
 
     name: str
     size: int  # rows in train + validation
@@ -73,68 +75,22 @@ class MixSpec:
     contrast_source_rows: int = 0
     fuzzy_threshold: float = 0.8
 
-    def __post_init__(self) -> None:
-        def bad(what: str) -> DataError:
-            return DataError(f"mix {self.name!r}: {what}")
-
-        if not isinstance(self.size, int) or self.size < 2:
-            raise bad(f"size must be an integer ≥ 2, got {self.size!r}")
-        for key in ("refusal_proportion", "contrast_share", "general_share"):
-            value = getattr(self, key)
-            if not 0 <= value <= 1:
-                raise bad(f"{key} must lie in [0, 1], got {value!r}")
-        if not 0 < self.val_fraction < 1:
-            raise bad(f"val_fraction must lie in (0, 1), got {self.val_fraction!r}")
-        if abs(self.contrast_share + self.general_share - 1) > 1e-9:
-            raise bad(f"contrast_share + general_share must be 1, got {self.contrast_share} + {self.general_share}")
-        unknown = set(self.category_weights) - set(COCONOT_CATEGORIES)
-        if unknown:
-            raise bad(f"unknown category {sorted(unknown)} in category_weights; expected {list(COCONOT_CATEGORIES)}")
-        if any(w < 0 for w in self.category_weights.values()):
-            raise bad("category_weights must be ≥ 0")
-        if self.refusal_proportion > 0 and sum(self.category_weights.values()) <= 0:
-            raise bad("category_weights are all zero but refusals are requested")
-        if self.max_response_tokens < 1 or self.max_prompt_tokens < 1:
-            raise bad("max_response_tokens and max_prompt_tokens must be ≥ 1")
-        for name in [*self.primary_sources, *self.fallback_sources, *self.general_sources, *self.contrast_sources]:
-            S.get(name)  # unknown source → DataError
-        if type(self.contrast_source_rows) is not int or not 0 <= self.contrast_source_rows <= self.size:
-            raise bad(f"contrast_source_rows must be an integer in [0, size], got {self.contrast_source_rows!r}")
-        if self.contrast_source_rows and not self.contrast_sources:
-            raise bad("contrast_source_rows > 0 needs contrast_sources")
-
-
-def mix_name(refusal_proportion: float) -> str:
-    """``0.5`` → ``r50``: the refusal proportion is the grid axis of the mixes."""
-    return f"r{round(refusal_proportion * 100):02d}"
-
-
-EXTRA_MIX_KEYS = ("refusal_proportion", "contrast_share", "general_share")
-
 
 def specs_from_params(params: Mapping) -> list[MixSpec]:
     """One MixSpec per refusal proportion in ``params['refusal_proportions']`` (the first is the main mix), then
     one per entry of ``params['extra_mixes']`` (name → overrides of refusal_proportion / contrast_share /
-    general_share, e.g. the contrast-data ablation ``r50_nocontrast``)."""
-    proportions = list(params["refusal_proportions"])
-    if not proportions:
-        raise DataError("refusal_proportions is empty: at least one mix is needed")
-    if len(set(map(mix_name, proportions))) != len(proportions):
-        raise DataError(f"refusal_proportions has duplicates: {proportions}")
+    general_share, e.g. the contrast-data ablation ``r50_nocontrast``).
+
+    ``params`` is the data section as the schema checked it (``config.Data``: the notebook's parameter guard, or
+    ``config.check_section("data", …)``); nothing is checked again here."""
     common = {k: params[k] for k in ("size", "category_weights", "contrast_share", "general_share",
                                      "max_response_tokens", "max_prompt_tokens", "val_fraction", "seed",
                                      "primary_sources", "fallback_sources", "general_sources")}
     common["contrast_sources"] = tuple(params.get("contrast_sources") or ())
-    common["contrast_source_rows"] = params.get("contrast_source_rows", 0)  # MixSpec checks it
-    specs = [MixSpec(name=mix_name(p), refusal_proportion=p, **common) for p in proportions]
+    common["contrast_source_rows"] = params.get("contrast_source_rows", 0)
+    specs = [MixSpec(name=mix_name(p), refusal_proportion=p, **common) for p in params["refusal_proportions"]]
     for name, overrides in (params.get("extra_mixes") or {}).items():
-        if name in {spec.name for spec in specs}:
-            raise DataError(f"extra_mixes: {name!r} is already the name of a mix")
-        unknown = sorted(set(overrides) - set(EXTRA_MIX_KEYS))
-        if unknown or "refusal_proportion" not in overrides:
-            raise DataError(f"extra_mixes.{name}: needs refusal_proportion and may set only {list(EXTRA_MIX_KEYS)}; "
-                            f"got {sorted(overrides)}")
-        specs.append(MixSpec(name=name, **{**common, **overrides}))
+        specs.append(MixSpec(name=name, **{**common, **{k: v for k, v in overrides.items() if v is not None}}))
     return specs
 
 

@@ -166,6 +166,7 @@ def fetch(
         f"set {MIRROR_ENV} to a folder holding {file.path!r}, or place the file at {cached} "
         f"(download {file.url})"
     )
+    made = [p for p in (cached.parent, *cached.parent.parents) if not p.exists()]  # removed again on failure
     cached.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(dir=cached.parent, prefix=".part-")
     tmp = Path(tmp_name)
@@ -179,6 +180,10 @@ def fetch(
         raise SourceUnavailable(source, f"cannot download {file.path} ({error}); {hint}") from None
     finally:
         tmp.unlink(missing_ok=True)
+        if not cached.is_file():  # a failed download leaves no empty folders behind
+            for folder in made:
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
     return cached
 
 

@@ -27,25 +27,48 @@ RESPOND = "[respond]"
 CATEGORY_TOKENS: dict[str, str] = {category: f"[{category}]" for category in COCONOT_CATEGORIES}
 
 
-def check_scheme(scheme: str) -> str:
-    if scheme not in SCHEMES:
+class TokenScheme(str):
+    """A token scheme, checked once: it is its name (compares, hashes and serialises as the string ``"single"``)
+    and carries its tokens, so that code handed one (from the params schema, ``config.Scheme``) never checks the
+    name again. A plain string is checked by :func:`check_scheme` where it enters."""
+
+    tokens: tuple[str, ...]  # refusal tokens first, [respond] last; () for "none"
+    refusal: tuple[str, ...]  # the tokens whose probabilities sum to p(refusal)
+
+    def __new__(cls, name: str, tokens: tuple[str, ...] = ()):
+        obj = super().__new__(cls, name)
+        obj.tokens = tuple(tokens)
+        obj.refusal = tuple(t for t in obj.tokens if t != RESPOND)
+        return obj
+
+    def __getnewargs__(self):  # copies and pickles keep the tokens
+        return str(self), self.tokens
+
+
+TOKEN_SCHEMES: dict[str, TokenScheme] = {
+    "none": TokenScheme("none"),
+    "single": TokenScheme("single", (REFUSE, RESPOND)),
+    "category": TokenScheme("category", (*(CATEGORY_TOKENS[c] for c in COCONOT_CATEGORIES), RESPOND)),
+}
+
+
+def check_scheme(scheme: str) -> TokenScheme:
+    """The :class:`TokenScheme` of a name (DataError for an unknown one); a TokenScheme passes as it is."""
+    if isinstance(scheme, TokenScheme):
+        return scheme
+    if scheme not in TOKEN_SCHEMES:
         raise DataError(f"unknown token scheme {scheme!r}; expected one of {list(SCHEMES)}")
-    return scheme
+    return TOKEN_SCHEMES[scheme]
 
 
 def scheme_tokens(scheme: str) -> list[str]:
     """The tokens a scheme adds to the vocabulary, refusal tokens first, ``[respond]`` last."""
-    check_scheme(scheme)
-    if scheme == "none":
-        return []
-    if scheme == "single":
-        return [REFUSE, RESPOND]
-    return [CATEGORY_TOKENS[c] for c in COCONOT_CATEGORIES] + [RESPOND]
+    return list(check_scheme(scheme).tokens)
 
 
 def refusal_tokens(scheme: str) -> list[str]:
     """The tokens whose probabilities sum to p(refusal) at the first response position."""
-    return [token for token in scheme_tokens(scheme) if token != RESPOND]
+    return list(check_scheme(scheme).refusal)
 
 
 def first_token(record: Record, scheme: str) -> str | None:
