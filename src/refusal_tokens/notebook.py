@@ -61,8 +61,6 @@ def check_parameters(namespace: MutableMapping[str, object], section: str | None
     )
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}; this notebook accepts {sorted(declared)}")
-    wrong = [f"{name} should be {getattr(t, '__name__', t)}, got {namespace[name]!r}"
-             for name, t in declared.items() if not _accepts(t, namespace[name])]
     if section is not None:
         from .config import check_section
 
@@ -71,6 +69,8 @@ def check_parameters(namespace: MutableMapping[str, object], section: str | None
             value = getattr(checked, name)
             if isinstance(namespace[name], str) and not isinstance(value, str):
                 namespace[name] = value
+    wrong = [f"{name} should be {getattr(t, '__name__', t)}, got {namespace[name]!r}"
+             for name, t in declared.items() if not _accepts(t, namespace[name])]
     if wrong:
         raise ParameterError("bad parameter type(s): " + "; ".join(wrong))
     return {name: namespace[name] for name in declared}

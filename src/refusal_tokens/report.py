@@ -14,9 +14,13 @@ import json
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DataError
 from .files import write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PACKAGES = ("torch", "transformers", "trl", "datasets", "accelerate", "dvc", "papermill", "nbval", "pandas",
             "scikit-learn", "seaborn", "refusal-tokens")
