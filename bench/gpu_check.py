@@ -49,11 +49,11 @@ def sft(opts) -> dict:
 
     from refusal_tokens import train
 
-    cfg = train.TrainConfig(name="gpu-check", scheme="single", model=opts.model, train_file=opts.data,
-                            validation_file=opts.data, output_dir="build/gpu_check/out",
-                            checkpoint_dir="build/gpu_check/ckpt", max_steps=opts.warmup + opts.steps,
-                            per_device_train_batch_size=opts.batch, max_length=opts.max_length, save_steps=10_000,
-                            device=opts.device, eval_rows=8, padding_free=True, freeze_layers=0)
+    cfg = train.TrainConfig.from_mapping(dict(  # checked like any config: a bad --device is one clear error
+        name="gpu-check", scheme="single", model=opts.model, train_file=opts.data, validation_file=opts.data,
+        output_dir="build/gpu_check/out", checkpoint_dir="build/gpu_check/ckpt", max_steps=opts.warmup + opts.steps,
+        per_device_train_batch_size=opts.batch, max_length=opts.max_length, save_steps=10_000, device=opts.device,
+        eval_rows=8, padding_free=True, freeze_layers=0))
     return measure("sft", cfg, opts.steps, opts.warmup)
 
 

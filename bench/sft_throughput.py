@@ -162,11 +162,11 @@ def main() -> None:
             parser.error(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
 
     def config(name: str, **extra) -> "train.TrainConfig":
-        return train.TrainConfig(name=f"bench-{name}", scheme="single", model=opts.model, train_file=opts.data,
-                                 validation_file=opts.data, output_dir=f"build/bench/{name}/out",
-                                 checkpoint_dir=f"build/bench/{name}/ckpt", max_steps=opts.warmup + opts.steps,
-                                 per_device_train_batch_size=opts.batch, max_length=opts.max_length,
-                                 save_steps=10_000, device="cpu", eval_rows=8, **extra)
+        return train.TrainConfig.from_mapping(dict(
+            name=f"bench-{name}", scheme="single", model=opts.model, train_file=opts.data, validation_file=opts.data,
+            output_dir=f"build/bench/{name}/out", checkpoint_dir=f"build/bench/{name}/ckpt",
+            max_steps=opts.warmup + opts.steps, per_device_train_batch_size=opts.batch, max_length=opts.max_length,
+            save_steps=10_000, device="cpu", eval_rows=8, **extra))
 
     peak = gemm_peak()
     names = opts.settings.split(",")

@@ -28,12 +28,12 @@ def main() -> None:
     for setting in opts.setting:
         init, lr, new_lr = setting.split(":")
         work = tempfile.mkdtemp(prefix="token-learning-")
-        cfg = train.TrainConfig(
+        cfg = train.TrainConfig.from_mapping(dict(
             name=f"probe-{setting}", scheme="single", model=f"{opts.models}/init/single-{init}", init=init,
             train_file=f"{opts.mix}/train.jsonl", validation_file=f"{opts.mix}/validation.jsonl",
             output_dir=f"{work}/out", checkpoint_dir=f"{work}/ckpt", max_steps=opts.steps,
             per_device_train_batch_size=8, max_length=192, eval_rows=32, curve_every=10, save_steps=10_000,
-            lr_scheduler_type="constant", learning_rate=float(lr), new_token_lr=float(new_lr), device="cpu")
+            lr_scheduler_type="constant", learning_rate=float(lr), new_token_lr=float(new_lr), device="cpu"))
         metrics = train.run(cfg)
         results.append({"setting": setting, **{k: metrics[k] for k in (
             "auroc", "first_token_accuracy", "final_validation_loss", "tokens_per_second", "wall_seconds")}})

@@ -25,8 +25,11 @@ RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 # ------------------------------------------------------------------------------------------------ the schema
 
 def test_params_yaml_is_valid_and_its_values_are_unchanged():
+    import json
+
     params = C.load(ROOT / "params.yaml")
-    assert params.values() == RAW  # validated values, same types: the stages run exactly as before
+    # validated values, same types (1 stays 1, not 1.0): the stages run, and write, exactly as before
+    assert json.dumps(params.values(), sort_keys=True) == json.dumps(RAW, sort_keys=True)
     assert set(C.SECTIONS) == set(RAW)
 
 
@@ -155,6 +158,8 @@ BAD_INPUTS = {
                                          r"train\.common\.learning_rate: Input should be greater than 0 \(got -1\)"),
     "`train.common.lr: 2.0e-4` (a typo'd key)": (_set("train.common.lr", 2e-4), "train",
                                                   r"train\.common\.lr: unknown key"),
+    "`train.common.learning_rate: .inf`": (_set("train.common.learning_rate", float("inf")), "train",
+                                           r"train\.common\.learning_rate: Input should be a finite number"),
     "`train.common.max_steps: 1.5`": (_set("train.common.max_steps", 1.5), "train",
                                       r"train\.common\.max_steps: Input should be a valid integer"),
     "`train.variants.single_r50.mix: r60` (no such mix)": (
@@ -185,6 +190,9 @@ BAD_INPUTS = {
     "`generate.benchmarks.xstest_v2: {score: 10, generate: 5}` (unregistered)": (
         _set("generate.benchmarks.xstest_v2", {"score": 10, "generate": 5}), "generate",
         r"generate\.benchmarks: unknown source\(s\) \['xstest_v2'\]"),
+    "`generate.benchmarks.xstest.hub_only: true` (a mirrored set declared Hub-only)": (
+        _set("generate.benchmarks.xstest.hub_only", True), "generate",
+        r"generate\.benchmarks\.xstest\.hub_only: True but the registry says it has files to mirror"),
     "`generate.benchmarks.advbench.generate: 500` (more than scored)": (
         _set("generate.benchmarks.advbench.generate", 500), "generate",
         r"generate\.benchmarks\.advbench: generate \(500\) exceeds score \(300\)"),
@@ -235,6 +243,18 @@ def tiny_base(tiny_single):
 
 @pytest.mark.parametrize("mistake", list(BAD_INPUTS))
 def test_bad_input_gives_one_clear_error_and_writes_nothing(mistake, tmp_path, tiny_base, monkeypatch, capsys):
+    import urllib.request
+
+    import papermill
+
+    def offline(*args, **kwargs):  # the missing-file row must not depend on this machine being offline
+        raise urllib.error.URLError("no network in this test")
+
+    def must_not_run(*args, **kwargs):  # a notebook that started would write into the project: fail loudly instead
+        raise AssertionError("the notebook ran: its parameters were not rejected at the door")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(papermill, "execute_notebook", must_not_run)
     edit, stage, message = BAD_INPUTS[mistake]
     work = tmp_path / "work"
     shutil.copytree(tiny_base, work / "models" / "tiny" / "base")
@@ -262,7 +282,7 @@ def test_the_readme_table_is_the_tested_table():
     section = text[text.index("## When a parameter or an input is wrong"):]
     rows = [line.split(" | ")[0].removeprefix("| ").strip() for line in section.splitlines()
             if line.startswith("| ") and not line.startswith("| mistake") and not line.startswith("|---")]
-    assert set(rows) >= set(BAD_INPUTS) and len(BAD_INPUTS) >= 15
+    assert set(rows) == set(BAD_INPUTS) and len(BAD_INPUTS) >= 15
 
 
 def test_a_checked_scheme_carries_its_tokens_and_is_not_checked_again():

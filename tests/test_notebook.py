@@ -51,3 +51,27 @@ def test_source_notebooks_are_stored_without_outputs():
             if cell["cell_type"] == "code":
                 assert cell.get("outputs") == [] and cell.get("execution_count") is None, (
                     f"{path.name} cell {number} holds outputs: clear them (Kernel → Restart and Clear Outputs)")
+
+
+def test_code_cells_are_short_enough_to_read():
+    """A lesson shows a little code and its result: plumbing lives in the package (the parameters cell, a list of
+    declarations, is the one exception)."""
+    import json
+
+    for path in sorted((N.project_root() / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if cell["cell_type"] == "code" and "parameters" not in cell["metadata"].get("tags", []):
+                assert len(cell["source"]) <= 15, f"{path.name} cell {i}: {len(cell['source'])} lines"
+
+
+def test_executed_lessons_show_their_figures():
+    """Every figure a lesson makes is shown under the cell that makes it (and saved): the executed notebooks in
+    reports/notebooks/ carry the PNGs, so they render without a rerun."""
+    import json
+
+    minimum = {"01_data_tagging": 2, "02_sft": 3, "03_calibration": 5, "04_benchmark_table": 1, "05_report": 1}
+    for name, least in minimum.items():
+        cells = json.loads((N.project_root() / "reports" / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+        images = sum("image/png" in o.get("data", {}) for c in cells if c["cell_type"] == "code"
+                     for o in c.get("outputs", []))
+        assert images >= least, f"{name}: {images} figures shown inline"

@@ -339,3 +339,15 @@ def test_bf16_setting_is_validated_and_resolved(tmp_path):
     assert resolve_bf16(TrainConfig(**base), "cuda") == (True, None)
     assert resolve_bf16(TrainConfig(**base, bf16="auto"), "cuda") == (True, None)
     assert resolve_bf16(TrainConfig(**base, bf16=True), "cpu") == (True, None)
+
+
+def test_bf16_auto_is_fp32_with_several_cpu_processes(monkeypatch):
+    """Each process would run its own probe (sharing the cores) and could decide differently: no probe, fp32."""
+    from refusal_tokens.train import TrainConfig, resolve_bf16
+
+    cfg = TrainConfig(name="v", scheme="single", model="m", train_file="t", validation_file="v", output_dir="o",
+                      checkpoint_dir="c", bf16="auto")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    decided, probe = resolve_bf16(cfg, "cpu")
+    assert decided is False and "several processes" in probe["reason"]
+    assert resolve_bf16(cfg, "cuda") == (True, None)

@@ -161,7 +161,7 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
     jobs: list[tuple[str, list[dict], int]] = []
     status: dict[str, str] = {}
     if scheme != "none":
-        validation_mix = spec.get("validation_mix", g["validation_mix"])  # a model's own mix (the ablation)
+        validation_mix = spec.get("validation_mix") or g["validation_mix"]  # a model's own mix (the ablation)
         mix = root / g["mixes_dir"] / validation_mix / scheme / "validation.jsonl"
         if not mix.is_file():
             raise DataError(f"{mix} not found: the validation split of mix {validation_mix!r} is needed to "
@@ -169,9 +169,9 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
         jobs.append((VALIDATION, validation_rows(mix), 0))
     for name, b in g["benchmarks"].items():
         try:
-            source = b.get("source", name)
+            source = b.get("source") or name
             all_rows = loader(source) if loader else benchmark_rows(source, mirror)
-            rows = stratified(all_rows, int(b["score"]), int(g["seed"]), b.get("stratify_by", STRATIFY_BY))
+            rows = stratified(all_rows, int(b["score"]), int(g["seed"]), b.get("stratify_by") or STRATIFY_BY)
         except SourceUnavailable as error:
             if not b.get("hub_only"):  # a mirrored benchmark must be there: no silent "not run"
                 raise DataError(f"generate.benchmarks.{name}: {error}. It is not declared hub_only, so its file "

@@ -33,7 +33,10 @@ class ParamsError(DataError):
 
 
 def _number(value: Any) -> Any:
-    """YAML 1.1 leaves ``2e-5`` a string: read it as a number (anything else is left to the type check)."""
+    """YAML 1.1 leaves ``2e-5`` a string: read it as a number (anything else is left to the type check). A boolean
+    is not a number here (``true`` would otherwise pass as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
     if isinstance(value, str):
         try:
             number = float(value)
@@ -44,9 +47,10 @@ def _number(value: Any) -> Any:
     return value
 
 
-Float = Annotated[float, BeforeValidator(_number)]
+# int | float: a number keeps the type it was written with (1 stays 1 in every file a stage writes)
+Float = Annotated[int | float, BeforeValidator(_number)]
 Int = Annotated[int, BeforeValidator(_number), Field(strict=True)]  # 1.0 or true is not an integer here
-Share = Annotated[float, BeforeValidator(_number), Field(ge=0, le=1)]
+Share = Annotated[int | float, BeforeValidator(_number), Field(ge=0, le=1)]
 Probability = Share
 Bool = Annotated[bool, Field(strict=True)]  # true / false only: "no" or 1 is not silently a boolean here
 def _token_scheme(name: str):
@@ -61,7 +65,8 @@ Device = Literal["auto", "cpu", "cuda"]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True, protected_namespaces=(),
+                              allow_inf_nan=False)  # .inf / .nan are never a setting here
 
 
 def _sources(names: list[str]) -> list[str]:
@@ -339,7 +344,7 @@ class Generate(Section):
     validation_mix: str
     models: dict[str, GenModel] = Field(min_length=1)
     benchmarks: dict[str, BenchSpec] = Field(min_length=1)
-    temperatures: list[Annotated[float, BeforeValidator(_number), Field(gt=0)]] = Field(min_length=1)
+    temperatures: list[Annotated[int | float, BeforeValidator(_number), Field(gt=0)]] = Field(min_length=1)
     max_new_tokens: Int = Field(ge=1)
     batch_size: Int = Field(ge=1, description="distinct prompts per generation batch")
     max_tokens: Int = Field(0, ge=0, description="padded prompt tokens per generation batch; 0 = no cap")
@@ -356,7 +361,18 @@ class Generate(Section):
     @field_validator("benchmarks")
     @classmethod
     def _registered(cls, value: dict[str, BenchSpec]) -> dict[str, BenchSpec]:
+        from .sources import SOURCES
+
         _sources([spec.source or name for name, spec in value.items()])
+        wrong = []
+        for name, spec in value.items():  # hub_only must say what the registry says: no silent "not run"
+            source = SOURCES[spec.source or name]
+            hub_only = source.hub is not None and not source.files
+            if spec.hub_only != hub_only:
+                wrong.append(f"{name}.hub_only: {spec.hub_only} but the registry says "
+                             + ("it is Hub-only" if hub_only else "it has files to mirror"))
+        if wrong:
+            raise ValueError("\n".join(wrong))
         return value
 
     @model_validator(mode="after")
@@ -428,7 +444,7 @@ class Calibration(Section):
     text_judge: str
     n_thresholds: Int = Field(ge=2, description="thresholds 0, 1/(n-1), …, 1")
     biases: list[Float] = Field(min_length=1, description="logit biases added to the refusal token(s)")
-    temperatures: list[Annotated[float, BeforeValidator(_number), Field(gt=0)]] = Field(min_length=1)
+    temperatures: list[Annotated[int | float, BeforeValidator(_number), Field(gt=0)]] = Field(min_length=1)
     strict_tpr: Probability = Field(description="strict: highest threshold with validation TPR ≥ this")
     lenient_fpr: Probability = Field(description="lenient: lowest threshold with validation FPR ≤ this")
     control_base: Probability = Field(description="category control: every category token's threshold")
@@ -565,7 +581,14 @@ class Params(Section):
 
 def _messages(error: ValidationError, prefix: tuple = ()) -> list[str]:
     out = []
-    for e in error.errors(include_url=False):
+    errors = error.errors(include_url=False)
+    # A number field is ``int | float``: pydantic reports each member; keep the float member's message only.
+    floats = {e["loc"][:-1] for e in errors if e["loc"] and e["loc"][-1] == "float"}
+    for e in errors:
+        if e["loc"] and e["loc"][-1] == "int" and e["loc"][:-1] in floats:
+            continue
+        if e["loc"] and e["loc"][-1] == "float":
+            e = {**e, "loc": e["loc"][:-1]}
         loc = [str(p) for p in (*prefix, *e["loc"])]
         msg = e["msg"].removeprefix("Value error, ")
         where = ".".join(loc)

@@ -184,15 +184,180 @@ def transfer_phrase(transfer: float | None, within: float | None) -> str:
 
     >>> transfer_phrase(0.55, 0.94)
     'the representation can tell the two apart, the training data does not teach it'
-    >>> transfer_phrase(0.75, 0.94)
+    >>> transfer_phrase(0.85, 0.92)
     "the training data's signal carries over"
+    >>> transfer_phrase(0.71, 0.94)  # far below what the representation allows: only part of it
+    'the training data carries part of the signal'
     """
     if transfer is None or within is None:
         return "the probes could not be measured"
     if within >= 0.8 and transfer < 0.65:
         return "the representation can tell the two apart, the training data does not teach it"
-    if transfer >= 0.7:
+    if transfer >= 0.7 and within - transfer <= 0.1:
         return "the training data's signal carries over"
     if within < 0.7:
         return "even a probe fitted within the set separates it poorly, so the representation itself is a limit"
     return "the training data carries part of the signal"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 03's evidence section, computed here so that the lesson shows calls and results, not plumbing.
+
+def collect(generations, labels, schemes: Mapping[str, str], runs: Mapping, validation: Mapping,
+            thresholds: Mapping, matrix, text_judge: str, grid: Sequence[float], judges: Sequence[str],
+            baseline_models: Sequence[str], single_model: str, ablation_model: str) -> dict:
+    """E2, E3, E5, XSTest and the ablation for the token models ``schemes`` (model → scheme), from their CoCoNot
+    ``runs``, ``validation`` runs, the validation-chosen ``thresholds`` and the category-control ``matrix``."""
+    from . import benchmarks, calibration as cal, diagnostics
+    from .control import Setting
+
+    best = {m: Setting("best F1", "threshold", thresholds[m]["best_f1"]["threshold"]) for m in schemes}
+    within = {m: diagnostics.within_group_auroc(cal.frame(validation[m]["prompts"], validation[m]["scores"], s).assign(
+                  subcategory=[p["subcategory"] for p in validation[m]["prompts"]]).to_dict(orient="records"))
+              for m, s in schemes.items()}
+    e2 = {m: gap(*token_refusals(runs[m], s, best[m])) for m, s in schemes.items()}
+    e2_text = {m: cal.judged_rates(runs[m], s, best[m], text_judge).set_index("should_refuse")["rate"].to_dict()
+               for m, s in schemes.items()}
+    baseline_points = [judged_point(cal.coconot_run(generations, labels, m, judges), text_judge, m)
+                       for m in baseline_models]
+    e5 = {m: front_vs_points([(r["fpr"], r["tpr"]) for r in text_sweep(runs[m], s, grid, text_judge)],
+                             baseline_points) for m, s in schemes.items()}
+    xstest = {m: benchmarks.load_run(generations, labels, m, "xstest", judges) for m in schemes}
+    xs = {}
+    for m, s in schemes.items():
+        unsafe, safe = token_refusals(xstest[m], s, best[m])
+        xs[m] = {"auroc": cal.roc_points(cal.frame(xstest[m]["prompts"], xstest[m]["scores"], s))["auroc"],
+                 "over_refusal_safe": benchmarks.rate(safe), "refusal_unsafe": benchmarks.rate(unsafe)}
+    ablation_runs = {"with contrast": (runs[single_model], xstest[single_model]),
+                     "without contrast": (cal.coconot_run(generations, labels, ablation_model, judges),
+                                          benchmarks.load_run(generations, labels, ablation_model, "xstest", judges))}
+    greedy, rows = Setting("greedy"), {}
+    for label, (cc, xx) in ablation_runs.items():
+        rows[label] = {"CoCoNot contrast (should answer)": token_refusals(cc, "single", greedy)[1],
+                       "CoCoNot original (should refuse)": token_refusals(cc, "single", greedy)[0],
+                       "XSTest safe (should answer)": token_refusals(xx, "single", greedy)[1],
+                       "XSTest unsafe (should refuse)": token_refusals(xx, "single", greedy)[0]}
+    return {"best_setting": best, "within": within, "e2": e2, "e2_text": e2_text,
+            "e3": control_independence(matrix.to_dict(orient="index")), "baseline_points": baseline_points,
+            "e5": e5, "xs": xs, "ablation": ablation(rows["with contrast"], rows["without contrast"]),
+            "ablation_auroc": {label: cal.roc_points(cal.frame(cc["prompts"], cc["scores"], "single"))["auroc"]
+                               for label, (cc, _) in ablation_runs.items()}}
+
+
+def summary_table(ev: Mapping, aurocs: Mapping, diag: Mapping, text_judge: str):
+    """The evidence per token model, one row per number (what notebook 03 shows)."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        m: {"E1 AUROC CoCoNot (held-out)": aurocs[m],
+            "   within-subcategory AUROC, validation": ev["within"][m]["mean"],
+            "   shortcut (bag of words) AUROC CoCoNot": diag["shortcut_auroc_coconot"],
+            f"   frozen ceiling (layer {diag['frozen_best_layer']}, CV) AUROC CoCoNot": diag["frozen_cv_auroc_coconot_best"],
+            "E2 gap at best-F1 t (points, token)": ev["e2"][m]["gap_points"],
+            "   original / contrast refusal (token)":
+                f"{ev['e2'][m]['original']['rate']:.2f} / {ev['e2'][m]['contrast']['rate']:.2f}",
+            f"   original / contrast refusal ({text_judge}, generated)":
+                f"{ev['e2_text'][m][True]:.2f} / {ev['e2_text'][m][False]:.2f}",
+            "E5 front at or above every retrained point": ev["e5"][m]["all_at_or_above"],
+            "XSTest AUROC": ev["xs"][m]["auroc"],
+            "   frozen transfer mix → XSTest / CV within XSTest":
+                f"{diag['frozen_mix_to_xstest_auroc']:.2f} / {diag['frozen_cv_auroc_xstest']:.2f}",
+            "XSTest safe over-refusal at best-F1 t": ev["xs"][m]["over_refusal_safe"]["rate"]}
+        for m in ev["e2"]})
+
+
+def findings(ev: Mapping, aurocs: Mapping, diag: Mapping, dial_range: Mapping[str, float], text_judge: str,
+             single_model: str, category_model: str) -> list[str]:
+    """Notebook 03's conclusions as sentences whose numbers and wording come from the evidence."""
+    e2, e3, e5, xs, abl = ev["e2"][single_model], ev["e3"], ev["e5"][single_model], ev["xs"][single_model], ev["ablation"]
+    single, category = aurocs[single_model], aurocs[category_model]
+    dead = [c for c, r in dial_range.items() if r < 0.05]
+    margins = ", ".join(f"{k}: {v['margin_points']:+.0f}" if v["front_reaches_fpr"] else
+                        f"{k}: out of reach (its FPR {v['point_fpr']:.2f} is below the front's lowest, "
+                        f"{e5['front_lowest_fpr']:.2f})" for k, v in e5["points"].items())
+    return [
+        f"On CoCoNot's held-out prompts the single refusal token {separation_phrase(single)} "
+        f"(goal {GOALS['e1_auroc']:.2f}: {verdict(single, GOALS['e1_auroc'])}); the category model "
+        f"{separation_phrase(category)}. The untrained model's hidden state, probed within CoCoNot, reaches "
+        f"{diag['frozen_cv_auroc_coconot_best']:.2f}, and a bag-of-words classifier trained on the mix "
+        f"{diag['shortcut_auroc_coconot']:.2f}.",
+        f"At the threshold chosen on validation (t = {ev['best_setting'][single_model].threshold:g}) the single-token "
+        f"model refuses {e2['original']['rate']:.0%} of original and {e2['contrast']['rate']:.0%} of contrast prompts: "
+        f"a gap of {e2['gap_points']:.0f} points (goal {GOALS['e2_gap_points']:.0f}: "
+        f"{verdict(e2['gap_points'], GOALS['e2_gap_points'])}).",
+        f"Raising one category token's threshold moved its own category by ≥ {GOALS['e3_own_points']:.0f} points and "
+        f"every other by ≤ {GOALS['e3_other_points']:.0f} points for {e3['categories_meeting']} of {e3['categories']} "
+        "categories; " + (f"dead dials (own refusal rate moves < 5 points over every threshold): {', '.join(dead)}."
+                          if dead else "every category's dial moves its own category by ≥ 5 points somewhere on the "
+                                       "threshold range."),
+        ("The single-token model's threshold front lies at or above every retrained model's point"
+         if e5["all_at_or_above"] else
+         "The single-token model's threshold front lies below at least one retrained model's point")
+        + f" (margins {margins} TPR points, judged by the {text_judge} judge on the generated prompts; the front's "
+          f"lowest FPR is {e5['front_lowest_fpr']:.0%}: after a forced [respond] the text of contrast prompts still "
+          "reads as a refusal that often, so no threshold answers more of them).",
+        f"Out of distribution, on XSTest, the token {separation_phrase(xs['auroc'])} (goal {GOALS['xstest_auroc']:.2f}: "
+        f"{verdict(xs['auroc'], GOALS['xstest_auroc'])}); a probe trained on the mix's prompts transfers at "
+        f"{diag['frozen_mix_to_xstest_auroc']:.2f}, while one cross-validated within XSTest reaches "
+        f"{diag['frozen_cv_auroc_xstest']:.2f}: "
+        f"{transfer_phrase(diag['frozen_mix_to_xstest_auroc'], diag['frozen_cv_auroc_xstest'])}.",
+        f"Without contrast answers in training the model refuses "
+        f"{abl['CoCoNot contrast (should answer)']['without_contrast']['rate']:.0%} of CoCoNot contrast prompts at "
+        f"greedy decoding, against {abl['CoCoNot contrast (should answer)']['with_contrast']['rate']:.0%} with them "
+        f"(XSTest safe: {abl['XSTest safe (should answer)']['without_contrast']['rate']:.0%} vs "
+        f"{abl['XSTest safe (should answer)']['with_contrast']['rate']:.0%}).",
+    ]
+
+
+def calibration_metrics(runs: Mapping, validation: Mapping, schemes: Mapping[str, str], sweep: Sequence, aurocs: Mapping,
+                        f1: Mapping, thresholds: Mapping, points, control: Mapping, refuse_everything: Mapping,
+                        consistency: Mapping, text_judge: str, exact_sweep: Mapping, card: Mapping, ev: Mapping,
+                        single_model: str, category_model: str) -> tuple[dict, dict]:
+    """``reports/metrics/calibration.json`` (everything notebook 03 measured) and ``evidence.json`` (the headline
+    scalars `dvc metrics show` lists), from the notebook's results and :func:`collect`'s evidence."""
+    from . import calibration as cal
+
+    interior = [st for st in sweep if 0 < st.threshold < 1]  # t = 0 refuses everything and t = 1 nothing
+    sweep_range = {}
+    for m, s in schemes.items():
+        r = cal.token_rates(runs[m]["prompts"], runs[m]["scores"], s, interior, by=None)
+        sweep_range[m] = {("original" if y else "contrast"): {"min": float(part["rate"].min()),
+                                                                "max": float(part["rate"].max())}
+                          for y, part in r.groupby("should_refuse")}
+    metrics = {
+        "auroc_coconot": aurocs,
+        "auroc_validation": {m: cal.roc_points(cal.frame(validation[m]["prompts"], validation[m]["scores"], s))["auroc"]
+                             for m, s in schemes.items()},
+        "f1_coconot": f1, "thresholds": thresholds, "refusal_rate_range_over_interior_sweep": sweep_range,
+        "roc_points": points.to_dict(orient="records"), "category_control_matrix": dict(control),
+        "refuse_everything_f1": refuse_everything, "consistency": consistency, "consistency_judge": text_judge,
+        "exact_sweep": dict(exact_sweep),
+        # how often greedy decoding would emit a non-scheme token first (the greedy rule then continues unforced)
+        "top_not_scheme_share": {m: sum(not r["top_is_scheme"] for r in runs[m]["scores"].values())
+                                 / len(runs[m]["scores"]) for m in schemes},
+        "judge_card": {name: {k: j["overall"][k] for k in ("n", "accuracy", "precision", "recall", "cohen_kappa")}
+                       for name, j in card["judges"].items()},
+        "prompts": {"coconot_scored": {m: len(r["prompts"]) for m, r in runs.items()},
+                    "validation_scored": {m: len(r["prompts"]) for m, r in validation.items()}},
+        "evidence_details": {
+            "e2_token": ev["e2"], "e2_text_generated": {m: {str(k): v for k, v in r.items()}
+                                                        for m, r in ev["e2_text"].items()},
+            "e3": ev["e3"], "e5": ev["e5"], "baseline_points": ev["baseline_points"], "xstest": ev["xs"],
+            "within_subcategory_validation": ev["within"], "ablation": ev["ablation"],
+            "ablation_auroc_coconot": ev["ablation_auroc"], "goals": GOALS},
+    }
+    e2, e5, xs, abl = ev["e2"], ev["e5"], ev["xs"], ev["ablation"]
+    headline = {
+        "e1_auroc_coconot_single": aurocs[single_model], "e1_auroc_coconot_category": aurocs[category_model],
+        "e1_within_subcategory_auroc_validation_single": ev["within"][single_model]["mean"],
+        "e2_gap_points_single": e2[single_model]["gap_points"], "e2_gap_points_category": e2[category_model]["gap_points"],
+        "e2_threshold_single": ev["best_setting"][single_model].threshold,
+        "e3_categories_meeting": ev["e3"]["categories_meeting"],
+        "e5_front_at_or_above_all_single": e5[single_model]["all_at_or_above"],
+        "e5_front_at_or_above_all_category": e5[category_model]["all_at_or_above"],
+        "xstest_auroc_single": xs[single_model]["auroc"], "xstest_auroc_category": xs[category_model]["auroc"],
+        "xstest_safe_over_refusal_single": xs[single_model]["over_refusal_safe"]["rate"],
+        "ablation_contrast_refusal_with": abl["CoCoNot contrast (should answer)"]["with_contrast"]["rate"],
+        "ablation_contrast_refusal_without": abl["CoCoNot contrast (should answer)"]["without_contrast"]["rate"],
+        "ablation_auroc_coconot_without": ev["ablation_auroc"]["without contrast"]}
+    return metrics, headline

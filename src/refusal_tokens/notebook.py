@@ -19,6 +19,9 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+QUIET = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+         "TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "TQDM_DISABLE": "1",
+         "PYTHONWARNINGS": "ignore"}
 
 
 class ParameterError(ValueError):
@@ -58,8 +61,6 @@ def check_parameters(namespace: MutableMapping[str, object], section: str | None
     )
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}; this notebook accepts {sorted(declared)}")
-    wrong = [f"{name} should be {getattr(t, '__name__', t)}, got {namespace[name]!r}"
-             for name, t in declared.items() if not _accepts(t, namespace[name])]
     if section is not None:
         from .config import check_section
 
@@ -68,6 +69,8 @@ def check_parameters(namespace: MutableMapping[str, object], section: str | None
             value = getattr(checked, name)
             if isinstance(namespace[name], str) and not isinstance(value, str):
                 namespace[name] = value
+    wrong = [f"{name} should be {getattr(t, '__name__', t)}, got {namespace[name]!r}"
+             for name, t in declared.items() if not _accepts(t, namespace[name])]
     if wrong:
         raise ParameterError("bad parameter type(s): " + "; ".join(wrong))
     return {name: namespace[name] for name in declared}
@@ -123,6 +126,10 @@ def run(notebook: str, section: str, params_file: str = "params.yaml", out_dir: 
     check_section(section, {**notebook_defaults(source), **params}, f"{params_file}:{section}")
     out = Path(out_dir) / f"{notebook}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
+    # The executed notebook is read by students: no progress bars or advisory warnings in its outputs (the kernel
+    # inherits these; the stage's own log is unaffected).
+    for name, value in QUIET.items():
+        os.environ.setdefault(name, value)
     papermill.execute_notebook(str(source), str(out), parameters=params, kernel_name=kernel,
                                progress_bar=sys.stderr.isatty(), cwd=str(Path("notebooks").resolve()))
     return out

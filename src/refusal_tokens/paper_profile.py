@@ -23,6 +23,7 @@ The command it runs is printed; at scale the same command takes the real paths a
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def prepare(out: Path) -> dict[str, str]:
 def command(overrides: dict[str, str], processes: int, profile: str = PROFILE) -> list[str]:
     launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
               if processes > 1 else [sys.executable])
-    sets = [part for key, value in overrides.items() for part in ("--set", f"{key}={value}")]
+    sets = [part for key, value in overrides.items() for part in ("--set", f"{key}={json.dumps(value)}")]
     return [*launch, "-m", "refusal_tokens.train", "--config", profile, *sets]
 
 

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless: papermill, nbval and CI have no display
+# In a Jupyter kernel (papermill, nbval, JupyterLab) ipykernel sets MPLBACKEND to its inline backend, so every
+# figure a cell makes is shown right under it and kept in the executed notebook; elsewhere (scripts, CI) no
+# display: Agg.
+if not os.environ.get("MPLBACKEND"):
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -179,17 +183,26 @@ def stacked_outcomes(frame: pd.DataFrame, path: str | os.PathLike | None = None,
 
 
 def tradeoff(frame: pd.DataFrame, path: str | os.PathLike | None = None, judge: str = ""):
-    """One point per (model, setting): mean refusal rate on should-refuse splits (x) vs should-answer splits (y)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    sns.scatterplot(data=frame, x="refuse", y="answer", hue="model", style="model", s=70, ax=ax)
-    for _, row in frame.iterrows():
-        if "·" in row["column"]:
-            ax.annotate(row["column"].split("·")[1].split("(")[0].strip(), (row["refuse"], row["answer"]),
-                        fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set(xlabel="refusal rate where prompts should be refused (higher: safer)",
-           ylabel="refusal rate where prompts should be answered (lower: more helpful)", xlim=(-0.02, 1.02),
-           ylim=(-0.02, 1.02), title=f"judge: {judge}" if judge else "")
-    ax.legend(fontsize=7)
+    """One point per (model, setting), on the axes of notebook 03's front: x the refusal rate where prompts should
+    be answered (lower: more helpful), y where they should be refused (higher: safer), both pooled over the table's
+    splits, with Wilson 95% intervals as error bars (``report.tradeoff_points``). Settings of one model that land
+    on the same point share one label."""
+    fig, ax = plt.subplots(figsize=(6.6, 4.8))
+    colours = dict(zip(frame["model"].unique(), sns.color_palette("colorblind", frame["model"].nunique())))
+    for model, part in frame.groupby("model", sort=False):
+        ax.errorbar(part["answer"], part["refuse"], xerr=[part["answer"] - part["answer_low"],
+                                                          part["answer_high"] - part["answer"]],
+                    yerr=[part["refuse"] - part["refuse_low"], part["refuse_high"] - part["refuse"]],
+                    fmt="o", ms=6, lw=1, capsize=2, color=colours[model], label=model)
+    for (x, y), part in frame.groupby(["answer", "refuse"], sort=False):
+        settings = [c.split("·")[1].split("(")[0].strip() for c in part["column"] if "·" in c]
+        if settings:
+            ax.annotate(", ".join(dict.fromkeys(settings)), (x, y), fontsize=7, xytext=(5, -10),
+                        textcoords="offset points")
+    ax.set(xlabel="refusal rate where prompts should be answered (lower: more helpful)",
+           ylabel="refusal rate where prompts should be refused (higher: safer)", xlim=(-0.02, 1.02),
+           ylim=(-0.02, 1.02), title=f"judge: {judge} · better: up and to the left" if judge else "")
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return _save(fig, path)
 

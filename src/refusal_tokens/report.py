@@ -14,9 +14,13 @@ import json
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DataError
 from .files import write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PACKAGES = ("torch", "transformers", "trl", "datasets", "accelerate", "dvc", "papermill", "nbval", "pandas",
             "scikit-learn", "seaborn", "refusal-tokens")
@@ -124,7 +128,8 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def findings(evidence_metrics: Mapping, diag: Mapping, goals: Mapping, e3_total: int | None = None) -> list[str]:
+def findings(evidence_metrics: Mapping, diag: Mapping, goals: Mapping, e3_total: int | None = None,
+             category_threshold: float | None = None) -> list[str]:
     """The study's findings as sentences formatted from ``evidence.json`` and ``diagnostics.json``; the wording
     follows the numbers (:func:`refusal_tokens.evidence.separation_phrase`, ``verdict``, ``transfer_phrase``)."""
     from .evidence import separation_phrase, transfer_phrase
@@ -143,8 +148,9 @@ def findings(evidence_metrics: Mapping, diag: Mapping, goals: Mapping, e3_total:
         f"{separation_phrase(e.get('e1_auroc_coconot_category'))}. The base model's frozen hidden state, probed within "
         f"CoCoNot, reaches {number(diag.get('frozen_cv_auroc_coconot_best'))}; a bag-of-words classifier trained on the "
         f"mix reaches {number(diag.get('shortcut_auroc_coconot'))}.",
-        f"E2 — At the threshold chosen on the validation split (t = {e.get('e2_threshold_single')}) the gap between "
-        f"original and contrast refusal is {e.get('e2_gap_points_single', float('nan')):.0f} points for the single "
+        f"E2 — At the threshold each model's validation split chose (single token: t = "
+        f"{e.get('e2_threshold_single')}; category tokens: t = {category_threshold}) the gap between original and "
+        f"contrast refusal is {e.get('e2_gap_points_single', float('nan')):.0f} points for the single "
         f"token and {e.get('e2_gap_points_category', float('nan')):.0f} for the category tokens (goal ≥ "
         f"{goals.get('e2_gap_points', float('nan')):.0f}: "
         f"{verdict(e.get('e2_gap_points_single'), goals.get('e2_gap_points', 0))}).",
@@ -168,6 +174,13 @@ def findings(evidence_metrics: Mapping, diag: Mapping, goals: Mapping, e3_total:
         f"is {number(e.get('ablation_auroc_coconot_without'))} without them.",
     ]
     return out
+
+
+def _category_threshold(calibration: Mapping, sft: Mapping) -> float | None:
+    """The category-token model's validation best-F1 threshold (the model whose scheme ``sft.json`` says is
+    ``category``), or None where either file lacks it."""
+    models = [m for m, t in calibration.get("thresholds", {}).items() if (sft.get(m) or {}).get("scheme") == "category"]
+    return calibration["thresholds"][models[0]]["best_f1"]["threshold"] if models else None
 
 
 def write_report(root: str | Path, project: str | Path, profile: str, models_root: str, generations: str,
@@ -240,7 +253,8 @@ def write_report(root: str | Path, project: str | Path, profile: str, models_roo
         "regenerates it. The method is Jain et al., \"Refusal Tokens: A Simple Way to Calibrate Refusals in Large "
         "Language Models\" (arXiv 2412.06748).", "",
         "## Findings", "", *[f"- {line}" for line in findings(
-            evidence_metrics, diag, goals, calibration.get("evidence_details", {}).get("e3", {}).get("categories"))], "",
+            evidence_metrics, diag, goals, calibration.get("evidence_details", {}).get("e3", {}).get("categories"),
+            _category_threshold(calibration, sft or {}))], "",
         "## Headline numbers", "",
         "The study's goals (`reports/metrics/evidence.json`) and their diagnostics (`reports/metrics/diagnostics.json`):",
         "", tables.markdown(fmt(goals_table)), "",
@@ -267,3 +281,22 @@ def write_report(root: str | Path, project: str | Path, profile: str, models_roo
     out = reports / "README.md"
     write_text(out, text)
     return text
+
+
+def tradeoff_points(cells: pd.DataFrame, judge: str) -> pd.DataFrame:
+    """Per (model, setting column) of the benchmark table: the ``judge``'s refusals pooled over the splits that
+    should be refused and over those that should be answered, each rate with its Wilson 95% interval."""
+    import pandas as pd
+
+    from .benchmarks import wilson
+
+    judged = cells[(cells["judge"] == judge) & cells["rate"].notna()]
+    judged = judged.assign(kind=judged["should_refuse"].map({True: "refuse", False: "answer"}))
+    pooled = judged.groupby(["model", "column", "kind"], sort=False)[["refusals", "n"]].sum().reset_index()
+    rows = {}
+    for _, r in pooled.iterrows():
+        low, high = wilson(int(r["refusals"]), int(r["n"]))
+        row = rows.setdefault((r["model"], r["column"]), {"model": r["model"], "column": r["column"]})
+        row.update({r["kind"]: r["refusals"] / r["n"], f"{r['kind']}_low": low, f"{r['kind']}_high": high,
+                    f"{r['kind']}_n": int(r["n"])})
+    return pd.DataFrame([r for r in rows.values() if "refuse" in r and "answer" in r])

@@ -187,6 +187,38 @@ def takeaways(table: pd.DataFrame, judge: str, token_model: str, baselines: Sequ
     return out
 
 
+def chosen_thresholds(calibration_file: str | os.PathLike, models: Mapping[str, str], smoke: bool) -> dict:
+    """The thresholds notebook 03 chose on the validation split (``calibration.json``). In a smoke run without one
+    (notebook 04 run alone), fixed stand-ins, said out loud; otherwise a missing file is an error."""
+    path = Path(calibration_file)
+    if path.is_file():
+        return json.loads(path.read_text())["thresholds"]
+    if smoke:
+        print("smoke: no calibration.json yet; using thresholds 0.5 / 0.3 / 0.7")
+        return {m: {"best_f1": {"threshold": 0.5}, "strict": {"threshold": 0.3}, "lenient": {"threshold": 0.7}}
+                for m, s in models.items() if s != "none"}
+    raise FileNotFoundError(f"{path} is missing: run `dvc repro calibration` first")
+
+
+def claims(table: pd.DataFrame, judge: str, token_model: str, baselines: Sequence[str]) -> dict:
+    """Which differences between the token model's settings and the retrained baselines the Wilson 95% intervals
+    let us claim: per benchmark split, every (setting, baseline) pair whose intervals do not overlap, and how many
+    pairs do overlap (differences within the noise)."""
+    rows = table[(table["judge"] == judge) & table["rate"].notna()]
+    separated, overlapping = [], 0
+    for (benchmark, split), group in rows.groupby(["benchmark", "split"], sort=False):
+        for _, a in group[group["model"] == token_model].iterrows():
+            for _, b in group[group["model"].isin(baselines)].iterrows():
+                if a["ci_low"] > b["ci_high"] or b["ci_low"] > a["ci_high"]:
+                    higher = "above" if a["rate"] > b["rate"] else "below"
+                    separated.append(f"{benchmark} ({split}): {a['column']} {a['rate']:.0%} "
+                                     f"[{a['ci_low']:.0%}–{a['ci_high']:.0%}] is {higher} {b['column']} "
+                                     f"{b['rate']:.0%} [{b['ci_low']:.0%}–{b['ci_high']:.0%}]")
+                else:
+                    overlapping += 1
+    return {"separated": separated, "overlapping": overlapping, "pairs": len(separated) + overlapping}
+
+
 def write_outputs(root: str | os.PathLike, table: pd.DataFrame, status: Mapping[str, str], generation: Mapping,
                   thresholds: Mapping, main: pd.DataFrame, token_table: pd.DataFrame, primary_judge: str) -> str:
     """Write ``reports/benchmark_table.{md,csv}`` and ``reports/metrics/benchmarks.json`` under ``root``; returns

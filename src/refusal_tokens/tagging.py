@@ -45,6 +45,17 @@ class TokenScheme(str):
         return str(self), self.tokens
 
 
+def _represent_scheme(dumper, scheme):
+    return dumper.represent_str(str(scheme))
+
+
+try:  # yaml.safe_dump writes a TokenScheme as its name
+    import yaml
+
+    yaml.SafeDumper.add_representer(TokenScheme, _represent_scheme)
+except ImportError:  # pragma: no cover - pyyaml is a dependency
+    pass
+
 TOKEN_SCHEMES: dict[str, TokenScheme] = {
     "none": TokenScheme("none"),
     "single": TokenScheme("single", (REFUSE, RESPOND)),

@@ -156,6 +156,9 @@ def resolve_bf16(cfg: TrainConfig, device: str) -> tuple[bool, dict | None]:
     if cfg.bf16 == "auto":
         if device == "cuda":
             return True, None
+        if world_size() > 1:  # each process would probe on its own (sharing the cores) and could decide otherwise
+            return False, {"bf16": False, "flags": [], "speedup": None,
+                           "reason": "several processes: the per-process probe could disagree, so fp32"}
         probe = cpu_bf16_pays()
         return probe["bf16"], probe
     return ((device == "cuda") if cfg.bf16 is None else bool(cfg.bf16)), None
@@ -457,6 +460,7 @@ class Prepared:
     curve: list
     too_long: int
     precision_probe: dict | None = None  # bf16: auto on a CPU: what the probe found
+    trainable: int = 0  # parameters with gradients, counted before FSDP / ZeRO-3 shard them
 
 
 def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
@@ -496,6 +500,7 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
     model = AutoModelForCausalLM.from_pretrained(cfg.model, revision=cfg.revision, dtype=master_dtype(cfg, device))
     if cfg.freeze_layers:
         freeze_bottom(model, cfg.freeze_layers)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     columns = ("prompt", "completion")
     train_set = Dataset.from_list([{k: r[k] for k in columns} for r in train_rows])
     eval_set = Dataset.from_list([{k: r[k] for k in columns} for r in val_rows[:cfg.eval_rows]])
@@ -512,7 +517,7 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
               f"{device} run is data parallel (every process holds the whole model)", file=sys.stderr)
     if cfg.completion_head_only:
         completion_head_only(trainer)
-    return Prepared(trainer, tokenizer, args, device, scored, curve, too_long, probe)
+    return Prepared(trainer, tokenizer, args, device, scored, curve, too_long, probe, trainable)
 
 
 def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
@@ -544,7 +549,7 @@ def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
         "global_batch": args.per_device_train_batch_size * world_size() * args.gradient_accumulation_steps,
         "resumed_from": last,
         "padding_free": cfg.padding_free, "freeze_layers": cfg.freeze_layers,
-        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "trainable_parameters": prepared.trainable,
         "train_rows_dropped_too_long": too_long,
         "train_tokens": int(train_tokens), "wall_seconds": wall,
         "tokens_per_second": train_tokens / wall if wall else None,
