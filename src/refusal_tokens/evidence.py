@@ -288,8 +288,8 @@ def findings(ev: Mapping, aurocs: Mapping, diag: Mapping, dial_range: Mapping[st
         f"Raising one category token's threshold moved its own category by ≥ {GOALS['e3_own_points']:.0f} points and "
         f"every other by ≤ {GOALS['e3_other_points']:.0f} points for {e3['categories_meeting']} of {e3['categories']} "
         "categories; " + (f"dead dials (own refusal rate moves < 5 points over every threshold): {', '.join(dead)}."
-                          if dead else "every category's dial moves its own category by ≥ 5 points somewhere on the "
-                                       "threshold range."),
+                          if dead else "no dial is dead over the whole range from t = 0 to t = 1 (at t = 1 nothing is "
+                                       "refused, so that range says little; the matrix's single step is what E3 judges)."),
         ("The single-token model's threshold front lies at or above every retrained model's point"
          if e5["all_at_or_above"] else
          "The single-token model's threshold front lies below at least one retrained model's point")

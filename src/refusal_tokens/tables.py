@@ -203,11 +203,13 @@ def chosen_thresholds(calibration_file: str | os.PathLike, models: Mapping[str, 
 def claims(table: pd.DataFrame, judge: str, token_model: str, baselines: Sequence[str]) -> dict:
     """Which differences between the token model's settings and the retrained baselines the Wilson 95% intervals
     let us claim: per benchmark split, every (setting, baseline) pair whose intervals do not overlap, and how many
-    pairs do overlap (differences within the noise)."""
+    pairs do overlap (differences within the noise). Settings whose cell equals an earlier setting's (two settings
+    at the same threshold) are counted once."""
     rows = table[(table["judge"] == judge) & table["rate"].notna()]
     separated, overlapping = [], 0
     for (benchmark, split), group in rows.groupby(["benchmark", "split"], sort=False):
-        for _, a in group[group["model"] == token_model].iterrows():
+        mine = group[group["model"] == token_model].drop_duplicates(subset=["refusals", "n"])
+        for _, a in mine.iterrows():
             for _, b in group[group["model"].isin(baselines)].iterrows():
                 if a["ci_low"] > b["ci_high"] or b["ci_low"] > a["ci_high"]:
                     higher = "above" if a["rate"] > b["rate"] else "below"
@@ -217,6 +219,21 @@ def claims(table: pd.DataFrame, judge: str, token_model: str, baselines: Sequenc
                 else:
                     overlapping += 1
     return {"separated": separated, "overlapping": overlapping, "pairs": len(separated) + overlapping}
+
+
+def reference_comparison(table: pd.DataFrame, judge: str, token_model: str) -> list[str]:
+    """Per benchmark split with a published Refuse-Llama number (``REFERENCE``): the token model's rate without
+    intervention (its greedy column) beside it, and whether the published value lies inside its Wilson interval."""
+    rows = table[(table["judge"] == judge) & (table["model"] == token_model) & table["rate"].notna()
+                 & table["reference_pct"].notna()]
+    out = []
+    for _, r in rows[rows["setting"] == "default"].iterrows():  # no intervention: the greedy token
+        ref = r["reference_pct"] / 100
+        where = ("inside" if r["ci_low"] <= ref <= r["ci_high"] else
+                 "below" if ref < r["ci_low"] else "above")
+        out.append(f"{r['benchmark']} ({r['split']}): {r['rate']:.0%} [{r['ci_low']:.0%}–{r['ci_high']:.0%}] here, "
+                   f"{ref:.0%} for Refuse-Llama ({where} this interval)")
+    return out
 
 
 def write_outputs(root: str | os.PathLike, table: pd.DataFrame, status: Mapping[str, str], generation: Mapping,
