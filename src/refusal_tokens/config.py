@@ -576,7 +576,7 @@ class Params(Section):
 
     def values(self) -> dict:
         """The validated file as plain data (numbers as numbers), in the shape ``params.yaml`` has."""
-        return self.model_dump(mode="python", exclude_unset=True, exclude_none=False)
+        return self.model_dump(mode="python", exclude_unset=True)
 
 
 def _messages(error: ValidationError, prefix: tuple = ()) -> list[str]:

@@ -10,6 +10,8 @@ that bypass this entry point.
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import inspect
 import json
 import os
@@ -99,12 +101,19 @@ def declared_parameters(notebook: str | os.PathLike) -> set[str]:
 
 
 def notebook_defaults(notebook: str | os.PathLike) -> dict[str, object]:
-    """The values of a notebook's parameters cell (papermill reads them as source text; they are literals)."""
+    """The values of a notebook's parameters cell (papermill reads them as source text; they are literals). Read
+    once per file version: every stage's parameter check lays each notebook section over these."""
+    path = Path(notebook).resolve()
+    return copy.deepcopy(_defaults(str(path), path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=16)
+def _defaults(path: str, mtime_ns: int) -> dict[str, object]:
     import ast
 
     import papermill
 
-    return {name: ast.literal_eval(p["default"]) for name, p in papermill.inspect_notebook(str(notebook)).items()}
+    return {name: ast.literal_eval(p["default"]) for name, p in papermill.inspect_notebook(path).items()}
 
 
 def run(notebook: str, section: str, params_file: str = "params.yaml", out_dir: str = "reports/notebooks",
@@ -116,14 +125,16 @@ def run(notebook: str, section: str, params_file: str = "params.yaml", out_dir: 
     source = Path("notebooks") / f"{notebook}.ipynb"
     if not source.is_file():
         raise ParameterError(f"no notebook {source}")
-    # the file (its sections and the rules between them), then this section as the notebook will run it (its
-    # parameters cell's defaults under the file's values and the overrides), before anything runs or is written
+    # The file (its sections, each laid over its notebook's parameters cell, and the rules between them) is checked
+    # before anything runs or is written; overrides are checked again with the section they change.
     params = {**load(params_file, require=(section,)).values()[section], **(overrides or {})}
-    unknown = sorted(set(params) - declared_parameters(source))
+    declared = declared_parameters(source)
+    unknown = sorted(set(params) - declared)
     if unknown:
         raise ParameterError(f"{params_file}:{section}: unknown parameter(s) {unknown} for {source}; it accepts "
-                             f"{sorted(declared_parameters(source))}")
-    check_section(section, {**notebook_defaults(source), **params}, f"{params_file}:{section}")
+                             f"{sorted(declared)}")
+    if overrides:
+        check_section(section, params, f"{params_file}:{section} with overrides")
     out = Path(out_dir) / f"{notebook}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     # The executed notebook is read by students: no progress bars or advisory warnings in its outputs (the kernel

@@ -86,13 +86,10 @@ def toy_chat_records(n: int = 40) -> list:
 def write_tagged_splits(records: Sequence, scheme: str, folder: str | Path, validation: int) -> tuple[Path, Path]:
     """``records`` tagged for ``scheme`` as ``folder/{train,validation}.jsonl``: the last ``validation`` rows are
     the validation split (the layout of ``data/processed/mixes/<mix>/<scheme>/``)."""
-    import json
-
+    from .files import write_jsonl
     from .tagging import tag
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = folder / "train.jsonl", folder / "validation.jsonl"
+    paths = Path(folder) / "train.jsonl", Path(folder) / "validation.jsonl"
     for path, part in zip(paths, (records[:-validation], records[-validation:])):
-        path.write_text("".join(json.dumps(tag(r, scheme)) + "\n" for r in part), encoding="utf-8")
+        write_jsonl(path, (tag(r, scheme) for r in part), sort_keys=False)
     return paths
