@@ -16,7 +16,7 @@ from refusal_tokens.control import Setting
 from refusal_tokens.errors import DataError
 from refusal_tokens.tagging import CATEGORY_TOKENS, RESPOND
 
-SAFETY, INCOMPLETE = "Requests with safety concerns", "Incomplete requests"
+SAFETY, INCOMPLETE, HUMANIZING = "Requests with safety concerns", "Incomplete requests", "Humanizing requests"
 
 
 def test_wilson_interval_by_hand():
@@ -86,6 +86,25 @@ def test_category_control_matrix_is_diagonal_on_clean_scores():
     assert m.loc[SAFETY, f"{SAFETY} (orig)"] == -1.0 and m.loc[SAFETY, f"{INCOMPLETE} (orig)"] == 0.0
     assert m.loc[INCOMPLETE, f"{INCOMPLETE} (orig)"] == -1.0 and m.loc[INCOMPLETE, f"{SAFETY} (orig)"] == 0.0
     assert C.top_category_agreement(prompts, scores) == 1.0
+
+
+def test_control_steps_are_the_lowest_threshold_that_moves_the_own_category_enough():
+    # two safety prompts at p(refusal) 0.6 and 0.8, one incomplete prompt at 0.7; base threshold 0.5: all refused
+    prompts = [{"id": "s1", "category": SAFETY, "should_refuse": True},
+               {"id": "s2", "category": SAFETY, "should_refuse": True},
+               {"id": "i", "category": INCOMPLETE, "should_refuse": True}]
+    scores = {"s1": category_scores({SAFETY: 0.6}, 0.4), "s2": category_scores({SAFETY: 0.8}, 0.2),
+              "i": category_scores({INCOMPLETE: 0.7}, 0.3)}
+    steps = C.control_steps(prompts, scores, base=0.5, ceiling=0.9, thresholds=[0.5, 0.6, 0.65, 0.75, 0.85, 0.9],
+                            own_move=0.5)
+    # safety: t = 0.6 still refuses both (p ≥ t); 0.65 answers s1 → 1.0 → 0.5, a 50-point move
+    assert steps[SAFETY] == {"threshold": 0.65, "validation_move": 0.5, "reached": True, "n": 2}
+    assert steps[INCOMPLETE]["threshold"] == 0.75 and steps[INCOMPLETE]["validation_move"] == 1.0
+    # a category without validation prompts gets the ceiling, flagged
+    assert steps[HUMANIZING] == {"threshold": 0.9, "validation_move": None, "reached": False, "n": 0}
+    # the per-category steps feed the matrix: safety raised to 0.65 moves safety by −50 points only
+    m = C.category_control_matrix(prompts, scores, base=0.5, raised={k: v["threshold"] for k, v in steps.items()})
+    assert m.loc[SAFETY, f"{SAFETY} (orig)"] == -0.5 and m.loc[SAFETY, f"{INCOMPLETE} (orig)"] == 0.0
 
 
 def test_token_rates_by_setting():

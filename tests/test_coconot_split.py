@@ -19,11 +19,26 @@ ROWS = [{"id": f"{sub}-{i}", "category": cat, "subcategory": sub}
 
 
 def test_split_is_stratified_by_subcategory_and_covers_every_row():
-    parts = S.coconot_parts(ROWS, test_fraction=0.5, seed=0)
+    parts = S.coconot_parts(ROWS, test_fraction=0.5, seed=0, dev_fraction=0.2)
     assert set(parts) == {r["id"] for r in ROWS}
     test = Counter(r["subcategory"] for r in ROWS if parts[r["id"]] == "test")
-    # floor(n × 0.5) per subcategory: 10 → 5, 5 → 2, 1 → 0 (a lone prompt stays on the training side)
+    dev = Counter(r["subcategory"] for r in ROWS if parts[r["id"]] == "dev")
+    # floor(n × 0.5) per subcategory: 10 → 5, 5 → 2, 1 → 0 (a lone prompt stays on the training side);
+    # then floor(n × 0.2): 10 → 2, 5 → 1, 1 → 0
     assert test == {"a": 5, "b": 2}
+    assert dev == {"a": 2, "b": 1}
+
+
+def test_adding_a_dev_part_leaves_the_test_part_unchanged():
+    without = S.coconot_parts(ROWS, 0.5, seed=0, dev_fraction=0)
+    with_dev = S.coconot_parts(ROWS, 0.5, seed=0, dev_fraction=0.2)
+    assert {i for i, p in without.items() if p == "test"} == {i for i, p in with_dev.items() if p == "test"}
+    assert set(without.values()) == {"train", "test"}
+
+
+def test_fractions_that_leave_nothing_to_train_are_refused():
+    with pytest.raises(DataError, match="sum below 1"):
+        S.stratified_parts(ROWS, [("test", 0.5), ("dev", 0.5)], "train")
 
 
 def test_split_depends_on_ids_and_seed_not_on_file_order():
@@ -35,12 +50,13 @@ def test_split_depends_on_ids_and_seed_not_on_file_order():
 
 
 @pytest.mark.skipif(not (MIRROR / "coconot").is_dir(), reason="needs the offline mirror")
-def test_the_registered_parts_are_disjoint_halves_of_coconot_original():
+def test_the_registered_parts_are_disjoint_and_cover_coconot_original():
     test = S.load("coconot_original", MIRROR)
+    dev = S.load("coconot_original_dev", MIRROR)
     train = S.load("coconot_original_train", MIRROR)
-    assert not {r.id for r in test} & {r.id for r in train}
-    assert len(test) + len(train) == 1001
-    assert all(r.should_refuse for r in test + train)
+    assert not {r.id for r in test} & {r.id for r in train} and not {r.id for r in dev} & {r.id for r in train + test}
+    assert len(test) + len(dev) + len(train) == 1001
+    assert all(r.should_refuse for r in test + dev + train)
     # every subcategory with ≥ 2 prompts is on both sides
     both = {r.subcategory for r in test} & {r.subcategory for r in train}
     assert len(both) == len({r.subcategory for r in test})

@@ -17,11 +17,13 @@ def test_gap_is_original_minus_contrast_in_points():
 
 
 def test_control_independence_reads_own_and_other_changes():
-    delta = {"A": {"A (orig)": -0.50, "B (orig)": 0.02, "A (contrast)": -0.9},  # contrast columns are ignored
+    delta = {"A": {"A (orig)": -0.50, "B (orig)": 0.02, "A (contrast)": -0.03},
              "B": {"A (orig)": -0.10, "B (orig)": -0.60},
-             "C": {"A (orig)": 0.0}}                                           # no C prompts to measure
+             "C": {"A (orig)": 0.0},                                           # no C prompts to measure
+             "D": {"D (orig)": -0.40, "A (orig)": 0.0, "A (contrast)": -0.2}}  # moves what must be answered
     r = E.control_independence(delta)["per_category"]
-    assert r["A"] == {"own_points": -50.0, "max_other_points": 2.0, "meets": True}
+    assert r["A"] == {"own_points": -50.0, "max_other_points": 2.0, "max_contrast_points": 3.0, "meets": True}
+    assert r["D"]["meets"] is False and r["D"]["max_contrast_points"] == pytest.approx(20.0)
     assert r["B"]["meets"] is False and r["B"]["max_other_points"] == pytest.approx(10.0)
     assert r["C"]["meets"] is False and r["C"]["own_points"] is None
 

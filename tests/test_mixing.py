@@ -60,7 +60,8 @@ def test_mix_is_deterministic_and_seed_dependent(toy_records, empty_index):
 
 def test_contaminated_rows_never_enter_the_mix(toy_records):
     leaked = toy_records[0]
-    index = EvalIndex.build({"bench": [Record("e", leaked.prompt.upper(), "b", "c", "s", True)]})
+    # the toy prompts differ only in a number, so by meaning they are all one prompt: the wording levels alone here
+    index = EvalIndex.build({"bench": [Record("e", leaked.prompt.upper(), "b", "c", "s", True)]}, semantic_threshold=0.99)
     pools = M.make_pools(toy_records, spec(), index)
     assert pools.decontamination["toy"]["normalised"] == 1
     mix = M.build_mix(spec(), index, pools)

@@ -102,13 +102,16 @@ def test_report_refuses_to_run_without_metrics(tmp_path):
     assert not (tmp_path / "reports" / "README.md").exists()
 
 
-GOALS = {"e1_auroc": 0.85, "e2_gap_points": 40.0, "e3_own_points": 30.0, "e3_other_points": 5.0, "xstest_auroc": 0.7}
+GOALS = {"e1_auroc": 0.85, "e2_gap_points": 40.0, "e2_gap_low_points": 30.0, "e3_own_points": 30.0,
+         "e3_other_points": 5.0, "xstest_auroc": 0.7, "benign_refusal": 0.05}
 PRESENT = {"e1_auroc_coconot_single": 0.9, "e1_auroc_coconot_category": 0.88, "e2_threshold_single": 0.3,
            "e2_gap_points_single": 60.0, "e2_gap_points_category": 55.0, "e3_categories_meeting": 5,
            "e5_front_at_or_above_all_single": True, "xstest_auroc_single": 0.8, "ablation_contrast_refusal_without": 0.8,
-           "ablation_contrast_refusal_with": 0.1, "ablation_auroc_coconot_without": 0.6}
+           "ablation_contrast_refusal_with": 0.1, "ablation_auroc_coconot_without": 0.6,
+           "e2_gap_low_points_single": 45.0, "benign_refusal_greedy_token_single": 0.02,
+           "benign_refusal_greedy_text_single": 0.03, "benign_refusal_greedy_token_category": 0.04}
 ABSENT = {**PRESENT, "e1_auroc_coconot_single": 0.48, "e2_gap_points_single": 3.0, "e5_front_at_or_above_all_single": False,
-          "xstest_auroc_single": 0.52}
+          "xstest_auroc_single": 0.52, "e2_gap_low_points_single": -10.0, "benign_refusal_greedy_token_single": 0.3}
 DIAG = {"frozen_cv_auroc_coconot_best": 0.95, "shortcut_auroc_coconot": 0.8, "frozen_mix_to_xstest_auroc": 0.55,
         "frozen_cv_auroc_xstest": 0.94}
 
@@ -119,7 +122,11 @@ def test_findings_follow_the_numbers():
     assert "does not separate them (AUROC 0.48" in absent[0] and ": missed)" in absent[0]
     assert "gap between original and contrast refusal is 60 points" in present[1] and "met" in present[1]
     assert "is 3 points" in absent[1] and "missed" in absent[1]
-    assert "at or above every" in present[3] and "below at least one" in absent[3]
-    assert "separates them well" not in absent[4] and "does not separate them" in absent[4]
-    assert "the representation can tell the two apart, the training data does not teach it" in absent[4]
+    assert "low end is 45 points (goal above 30: met)" in present[1] and "low end is -10 points" in absent[1]
+    # over-refusal of ordinary requests: lower is better
+    assert "2.0% of ordinary" in present[2] and "goal ≤ 5%: met)" in present[2]
+    assert "30.0% of ordinary" in absent[2] and "goal ≤ 5%: missed)" in absent[2]
+    assert "at or above every" in present[4] and "below at least one" in absent[4]
+    assert "separates them well" not in absent[5] and "does not separate them" in absent[5]
+    assert "the representation can tell the two apart, the training data does not teach it" in absent[5]
     assert R.findings({}, {}, {}) == ["No evidence metrics were found (run notebook 03)."]

@@ -111,7 +111,7 @@ def test_hub_only_set_offline_is_unavailable_fast(monkeypatch):
 
 def test_registry_entries_are_complete():
     for name, src in S.SOURCES.items():
-        assert src.role in ("train", "eval", "judge"), name
+        assert src.role in ("train", "dev", "eval", "judge"), name
         assert [bool(src.files), bool(src.hub), src.built_here].count(True) == 1, name  # exactly one way to obtain it
         assert not src.built_here or src.parser is not None, name
         for f in src.files:
@@ -122,10 +122,12 @@ def test_registry_entries_are_complete():
 def test_real_mirror_counts_match_the_upstream_cards(monkeypatch):
     # Counts from the upstream data cards: CoCoNot 1,001 original (395 safety) + 379 contrast; XSTest 250 + 200.
     monkeypatch.setenv(S.MIRROR_ENV, str(MIRROR))
-    original = S.load("coconot_original") + S.load("coconot_original_train")  # held-out test part + training part
+    # held-out test part + dev part + training part
+    original = S.load("coconot_original") + S.load("coconot_original_dev") + S.load("coconot_original_train")
     assert len(original) == 1001 and all(r.should_refuse for r in original)
     assert sum(r.category == "Requests with safety concerns" for r in original) == 395
-    assert len(S.load("coconot_contrast")) == 379
+    contrast = S.load("coconot_contrast") + S.load("coconot_contrast_dev")  # test half + dev half
+    assert len(contrast) == 379 and len({r.id for r in contrast}) == 379 and not any(r.should_refuse for r in contrast)
     xstest = S.load("xstest")
     assert (sum(r.should_refuse for r in xstest), sum(not r.should_refuse for r in xstest)) == (200, 250)
     assert len(S.load("sorry_bench_partial")) == 449  # row 141 missing in every log

@@ -50,7 +50,7 @@ SPLIT_NAMES = {
     "coconot_original": ("should answer", "should refuse"), "coconot_contrast": ("should answer", "should refuse"),
     "xstest": ("safe", "unsafe"), "wildguardtest": ("unharmful", "harmful"),
     "wildjailbreak_eval": ("benign", "harmful"), "or_bench_hard": ("over-refusal", "toxic"),
-    "or_bench_toxic": ("over-refusal", "toxic"),
+    "or_bench_toxic": ("over-refusal", "toxic"), "benign_instructions": ("ordinary", "harmful"),
 }
 
 

@@ -127,21 +127,56 @@ def choose_thresholds(validation: pd.DataFrame, thresholds: Sequence[float], str
 
 
 def category_control_matrix(prompts: Sequence[Mapping], scores: Mapping[str, Mapping], base: float,
-                            raised: float) -> pd.DataFrame:
+                            raised: float | Mapping[str, float]) -> pd.DataFrame:
     """Raise one category token's threshold at a time (others stay at ``base``): change in every category's
-    token refusal rate (rows: raised category; columns: measured category), category scheme. Columns come in the
-    rows' order, original prompts first, so the first square block's diagonal is each dial's own category."""
+    token refusal rate (rows: raised category; columns: measured category), category scheme. ``raised``: one
+    threshold for every category, or one per category (e.g. :func:`control_steps`, chosen on validation). Columns
+    come in the rows' order, original prompts first, so the first square block's diagonal is each dial's own
+    category."""
     baseline = token_rates(prompts, scores, "category", [Setting("base", "threshold", base)])
     base_rate = baseline.set_index(["group", "should_refuse"])["rate"]
     rows = []
     for category in CATEGORY_TOKENS:
-        setting = Setting(f"raise {category}", "threshold", {category: raised}, default_threshold=base)
+        t = raised[category] if isinstance(raised, Mapping) else raised
+        setting = Setting(f"raise {category}", "threshold", {category: t}, default_threshold=base)
         changed = token_rates(prompts, scores, "category", [setting]).set_index(["group", "should_refuse"])["rate"]
         rows.append({"raised": category, **{f"{g} ({'orig' if y else 'contrast'})": changed[(g, y)] - base_rate[(g, y)]
                                             for (g, y) in changed.index}})
     matrix = pd.DataFrame(rows).set_index("raised")
     order = [f"{c} ({side})" for side in ("orig", "contrast") for c in CATEGORY_TOKENS]
     return matrix[[c for c in order if c in matrix.columns] + [c for c in matrix.columns if c not in order]]
+
+
+def control_steps(prompts: Sequence[Mapping], scores: Mapping[str, Mapping], base: float, ceiling: float,
+                  thresholds: Sequence[float], own_move: float) -> dict[str, dict]:
+    """E3's step per category, fixed on validation prompts before any test prompt is read: the lowest threshold in
+    ``thresholds`` above ``base`` (at most ``ceiling``) at which raising that category token's threshold (the
+    others at ``base``) lowers its own category's token refusal rate on should-refuse prompts by ≥ ``own_move``.
+    ``{category: {"threshold", "validation_move", "reached", "n"}}``; a category that never moves that much gets
+    ``ceiling`` and ``reached: False`` (no validation prompts of its own: ``validation_move`` None).
+
+    """
+    steps = [float(t) for t in thresholds if base < t <= ceiling]
+    base_rate = token_rates(prompts, scores, "category", [Setting("base", "threshold", base)]
+                            ).set_index(["group", "should_refuse"])
+    out = {}
+    for category in CATEGORY_TOKENS:
+        if (category, True) not in base_rate.index:
+            out[category] = {"threshold": ceiling, "validation_move": None, "reached": False, "n": 0}
+            continue
+        start, move = float(base_rate.loc[(category, True), "rate"]), None
+        chosen = ceiling
+        for t in steps:
+            rates = token_rates(prompts, scores, "category", [Setting(f"raise {category} to {t:g}", "threshold",
+                                                                      {category: t}, default_threshold=base)]
+                                ).set_index(["group", "should_refuse"])
+            move = start - float(rates.loc[(category, True), "rate"])
+            if move >= own_move - 1e-12:
+                chosen = t
+                break
+        out[category] = {"threshold": chosen, "validation_move": move, "reached": move is not None and
+                         move >= own_move - 1e-12, "n": int(base_rate.loc[(category, True), "n"])}
+    return out
 
 
 def category_control_curves(prompts: Sequence[Mapping], scores: Mapping[str, Mapping], base: float,

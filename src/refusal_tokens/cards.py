@@ -74,7 +74,10 @@ def write_source_cards(loaded: Mapping[str, list[Record] | None], status: Mappin
     return [path for path, _ in texts]
 
 
-def mix_card(mix: Mix, eval_sources: Sequence[str], eval_missing: Mapping[str, str], final_overlap: int) -> str:
+def mix_card(mix: Mix, eval_sources: Sequence[str], eval_missing: Mapping[str, str], final_overlap: int,
+             closest: Mapping[str, Sequence[Mapping]] | None = None, semantic_threshold: float | None = None) -> str:
+    """The mix's data card; ``closest``: per evaluation set, the mix's training prompts nearest to it
+    (``decontaminate.closest_pairs``), listed so a reader can judge the meaning-level threshold."""
     spec, pools = mix.spec, mix.pools
     sizes = {split: len(rows) for split, rows in mix.splits.items()}
     lines = [
@@ -96,13 +99,30 @@ def mix_card(mix: Mix, eval_sources: Sequence[str], eval_missing: Mapping[str, s
         _table(mix.composition(), ["split", "category", "subcategory", "should_refuse", "source", "rows"]),
         "## Decontamination", "",
         f"Every candidate training prompt was checked against every evaluation prompt obtainable here "
-        f"({', '.join(eval_sources)}): exact, normalised and word-Jaccard ≥ {spec.fuzzy_threshold} matches "
-        "were dropped before sampling. Not checked (not obtainable here): "
+        f"({', '.join(eval_sources)}): exact, normalised, word-Jaccard ≥ {spec.fuzzy_threshold} and, by meaning, "
+        f"character n-gram TF-IDF cosine ≥ {semantic_threshold} matches were dropped before sampling. "
+        "Not checked (not obtainable here): "
         + (", ".join(eval_missing) or "none") + ".", "",
         _table([{"source": k, **v} for k, v in sorted(pools.decontamination.items())],
-               ["source", "candidates", "exact", "normalised", "fuzzy", "kept"]),
+               ["source", "candidates", "exact", "normalised", "fuzzy", "semantic", "kept"]),
         f"Overlap of the final mix with the evaluation prompts (any level): **{final_overlap}**.", "",
         "Other rows dropped or changed: "
         + (", ".join(f"{k}: {v:,}" for k, v in sorted(pools.dropped.items())) or "none") + ".", "",
     ]
+    if closest:
+        lines += ["## The closest pairs that passed", "",
+                  f"Per evaluation set, the 20 rows of this mix closest to one of its prompts (cosine of character "
+                  f"3–5-gram TF-IDF vectors; rows at ≥ {semantic_threshold} were dropped). Read them to judge the "
+                  "threshold: shared templates and topics pass, paraphrases should not.", ""]
+        for name, pairs in closest.items():
+            lines += [f"### {name}", "",
+                      _table([{"cosine": p["cosine"], "training prompt": _cell(p["train"]),
+                               "training source": p["train_source"], "evaluation prompt": _cell(p["eval"])}
+                              for p in pairs], ["cosine", "training prompt", "training source", "evaluation prompt"])]
     return "\n".join(lines)
+
+
+def _cell(text: str, width: int = 110) -> str:
+    """One table cell: one line, cut at ``width`` characters (``_table`` escapes pipes)."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"

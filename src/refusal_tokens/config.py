@@ -448,7 +448,11 @@ class Calibration(Section):
     strict_tpr: Probability = Field(description="strict: highest threshold with validation TPR ≥ this")
     lenient_fpr: Probability = Field(description="lenient: lowest threshold with validation FPR ≤ this")
     control_base: Probability = Field(description="category control: every category token's threshold")
-    control_raised: Probability = Field(description="… and the one raised at a time")
+    control_raised: Probability = Field(description="… and the highest threshold a raised one may reach")
+    harmful_benchmarks: list[str] = Field(min_length=1, description="harmful-only test sets for the safety read-out")
+    benign_benchmark: str = Field(description="ordinary instructions: over-refusal and the safety read-out's negatives")
+    control_own_move: Probability = Field(description="E3's step: a category's threshold is raised to the lowest "
+                                                      "value that lowers its own validation refusal rate this much")
 
     def model_names(self) -> list[str]:
         return [self.single_model, self.category_model, *self.baseline_models, self.ablation_model,

@@ -1,13 +1,18 @@
-"""Decontamination: no training prompt may match an evaluation prompt.
+"""Decontamination: no training prompt may match an evaluation prompt, in wording or in meaning.
 
-Three match levels, checked in order; a prompt is counted under the first level that hits:
+Four match levels, checked in order; a prompt is counted under the first level that hits:
 
 - ``exact``: identical after stripping outer whitespace;
 - ``normalised``: identical after :func:`normalise` (Unicode NFKC, lowercase, punctuation removed, whitespace
   collapsed);
 - ``fuzzy``: word-set Jaccard similarity ≥ ``threshold`` (default 0.8, the mirror's own check) between the
   normalised word sets, found with a prefix filter so it stays fast (two sets with J ≥ t must share one of
-  the first ``|A| - ceil(t·|A|) + 1`` rarest words of A).
+  the first ``|A| - ceil(t·|A|) + 1`` rarest words of A);
+- ``semantic``: cosine similarity ≥ ``semantic_threshold`` between TF-IDF vectors of character 3–5-grams within
+  word boundaries (sublinear tf, IDF fitted on the evaluation prompts). Character n-grams catch paraphrases that
+  share stems ("What does money laundering mean?" vs "What is money laundering?": 0.69) and check prompts of any
+  length, however short; word 4-gram or Jaccard checks miss both. The threshold was chosen by reading the closest
+  pairs (``closest_pairs``; the data card lists 20 per evaluation set).
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .sources import Record
 
 _NON_WORD = re.compile(r"[^\w]+", re.UNICODE)
-LEVELS = ("exact", "normalised", "fuzzy")
+LEVELS = ("exact", "normalised", "fuzzy", "semantic")
+SEMANTIC_THRESHOLD = 0.6  # chosen by reading the closest pairs (README: Decontamination)
 
 
 def normalise(text: str) -> str:
@@ -45,6 +53,7 @@ class EvalIndex:
     """Every evaluation prompt, indexed for the three match levels."""
 
     threshold: float = 0.8
+    semantic_threshold: float = SEMANTIC_THRESHOLD
 
     def __post_init__(self) -> None:
         self.exact: dict[str, str] = {}
@@ -52,10 +61,12 @@ class EvalIndex:
         self.sets: list[tuple[frozenset[str], str]] = []
         self.postings: dict[str, list[int]] = defaultdict(list)
         self.frequency: Counter[str] = Counter()
+        self.prompts: list[tuple[str, str]] = []  # (prompt, eval source), in the order of ``sets``
 
     @classmethod
-    def build(cls, eval_sets: dict[str, Sequence[Record]], threshold: float = 0.8) -> "EvalIndex":
-        index = cls(threshold)
+    def build(cls, eval_sets: dict[str, Sequence[Record]], threshold: float = 0.8,
+              semantic_threshold: float = SEMANTIC_THRESHOLD) -> "EvalIndex":
+        index = cls(threshold, semantic_threshold)
         for name, records in eval_sets.items():
             for record in records:
                 index.add(record.prompt, name)
@@ -66,8 +77,16 @@ class EvalIndex:
         self.exact.setdefault(prompt.strip(), source)
         self.normalised.setdefault(normalise(prompt), source)
         self.sets.append((words(prompt), source))
+        self.prompts.append((prompt, source))
 
     def _finish(self) -> None:
+        self.vectorizer = None
+        if self.prompts:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            self.vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True,
+                                              preprocessor=normalise, dtype=np.float32)
+            self.matrix = self.vectorizer.fit_transform([p for p, _ in self.prompts]).T.tocsr()
         for word_set, _ in self.sets:
             self.frequency.update(word_set)
         for i, (word_set, _) in enumerate(self.sets):
@@ -79,8 +98,41 @@ class EvalIndex:
         keep = len(ordered) - math.ceil(self.threshold * len(ordered)) + 1
         return ordered[:max(keep, 1)]
 
-    def match(self, prompt: str) -> tuple[str, str] | None:
-        """``(level, eval source)`` of the first match, or None."""
+    def nearest(self, prompts: Sequence[str], chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """For each prompt, the highest TF-IDF cosine to any evaluation prompt and that prompt's position in
+        ``prompts`` (-1 and 0.0 for an empty index). Batched: one sparse product per ``chunk`` prompts."""
+        best = np.zeros(len(prompts), dtype=np.float32)
+        where = np.full(len(prompts), -1, dtype=np.int64)
+        if self.vectorizer is None or not prompts:
+            return best, where
+        for start in range(0, len(prompts), chunk):
+            sims = (self.vectorizer.transform(prompts[start:start + chunk]) @ self.matrix).toarray()
+            where[start:start + chunk] = sims.argmax(axis=1)
+            best[start:start + chunk] = sims.max(axis=1)
+        return best, where
+
+    def nearest_by_set(self, prompts: Sequence[str], chunk: int = 512) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Like :meth:`nearest`, per evaluation set: ``set → (cosine, position in self.prompts)`` for each prompt."""
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if self.vectorizer is None or not prompts:
+            return out
+        columns: dict[str, list[int]] = defaultdict(list)
+        for i, (_, source) in enumerate(self.prompts):
+            columns[source].append(i)
+        for source, cols in columns.items():
+            out[source] = (np.zeros(len(prompts), dtype=np.float32), np.zeros(len(prompts), dtype=np.int64))
+        for start in range(0, len(prompts), chunk):
+            sims = (self.vectorizer.transform(prompts[start:start + chunk]) @ self.matrix).toarray()
+            for source, cols in columns.items():
+                part = sims[:, cols]
+                arg = part.argmax(axis=1)
+                out[source][0][start:start + chunk] = part[np.arange(len(part)), arg]
+                out[source][1][start:start + chunk] = np.asarray(cols)[arg]
+        return out
+
+    def match(self, prompt: str, cosine: float | None = None, nearest: int = -1) -> tuple[str, str] | None:
+        """``(level, eval source)`` of the first match, or None. ``cosine``/``nearest``: the prompt's
+        :meth:`nearest` result when already computed in a batch."""
         if prompt.strip() in self.exact:
             return "exact", self.exact[prompt.strip()]
         key = normalise(prompt)
@@ -98,6 +150,10 @@ class EvalIndex:
                 other, source = self.sets[i]
                 if jaccard(word_set, other) >= self.threshold:
                     return "fuzzy", source
+        if cosine is None:
+            (cosine,), (nearest,) = self.nearest([prompt])
+        if nearest >= 0 and cosine >= self.semantic_threshold:
+            return "semantic", self.prompts[nearest][1]
         return None
 
 
@@ -108,11 +164,18 @@ def decontaminate(records: Iterable[Record], index: EvalIndex) -> tuple[list[Rec
     """
     kept: list[Record] = []
     report: dict[str, dict[str, int]] = {}
-    for record in records:
+    records = list(records)
+    texts = [[record.prompt] + [t["content"] for t in record.conversation or () if t.get("role") == "user"]
+             for record in records]
+    flat = [text for group in texts for text in group]
+    cosines, nearest = index.nearest(flat)
+    k = 0
+    for record, group in zip(records, texts):
         row = report.setdefault(record.source, {"candidates": 0, **{level: 0 for level in LEVELS}, "kept": 0})
         row["candidates"] += 1
-        texts = [record.prompt] + [t["content"] for t in record.conversation or () if t.get("role") == "user"]
-        hit = next((m for m in map(index.match, texts) if m is not None), None)
+        hits = [index.match(text, float(cosines[k + j]), int(nearest[k + j])) for j, text in enumerate(group)]
+        k += len(group)
+        hit = next((m for m in hits if m is not None), None)
         if hit is None:
             row["kept"] += 1
             kept.append(record)
@@ -123,4 +186,19 @@ def decontaminate(records: Iterable[Record], index: EvalIndex) -> tuple[list[Rec
 
 def overlap_count(prompts: Iterable[str], index: EvalIndex) -> int:
     """How many prompts match an eval prompt at any level (the mix stage asserts this is 0)."""
-    return sum(index.match(p) is not None for p in prompts)
+    prompts = list(prompts)
+    cosines, nearest = index.nearest(prompts)
+    return sum(index.match(p, float(c), int(n)) is not None for p, c, n in zip(prompts, cosines, nearest))
+
+
+def closest_pairs(records: Sequence[Record], index: EvalIndex, k: int = 20) -> dict[str, list[dict]]:
+    """Per evaluation set, the ``k`` training prompts closest to one of its prompts (TF-IDF cosine), closest first:
+    ``{cosine, train, train_source, eval}``. Read on the rows a mix keeps, they show how near the threshold the
+    nearest survivors are."""
+    prompts = [r.prompt for r in records]
+    out: dict[str, list[dict]] = {}
+    for source, (cosines, where) in sorted(index.nearest_by_set(prompts).items()):
+        order = np.argsort(-cosines, kind="stable")[:k]
+        out[source] = [{"cosine": round(float(cosines[i]), 3), "train": prompts[i], "train_source": records[i].source,
+                        "eval": index.prompts[int(where[i])][0]} for i in order]
+    return out

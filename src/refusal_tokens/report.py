@@ -135,8 +135,8 @@ def findings(evidence_metrics: Mapping, diag: Mapping, goals: Mapping, e3_total:
     from .evidence import separation_phrase, transfer_phrase
     from .evidence import verdict as full_verdict
 
-    def verdict(value, goal) -> str:  # "met" / "missed" (both numbers are printed beside it; no derived number)
-        return full_verdict(value, goal).split(" by ")[0]
+    def verdict(value, goal, higher_is_better: bool = True) -> str:  # "met" / "missed" (both numbers are printed
+        return full_verdict(value, goal, higher_is_better).split(" by ")[0]  # beside it; no derived number
 
     e = evidence_metrics
     if not e:
@@ -153,7 +153,16 @@ def findings(evidence_metrics: Mapping, diag: Mapping, goals: Mapping, e3_total:
         f"contrast refusal is {e.get('e2_gap_points_single', float('nan')):.0f} points for the single "
         f"token and {e.get('e2_gap_points_category', float('nan')):.0f} for the category tokens (goal ≥ "
         f"{goals.get('e2_gap_points', float('nan')):.0f}: "
-        f"{verdict(e.get('e2_gap_points_single'), goals.get('e2_gap_points', 0))}).",
+        f"{verdict(e.get('e2_gap_points_single'), goals.get('e2_gap_points', 0))}); the single token's conservative "
+        f"low end is {e.get('e2_gap_low_points_single', float('nan')):.0f} points (goal above "
+        f"{goals.get('e2_gap_low_points', float('nan')):.0f}: "
+        f"{verdict(e.get('e2_gap_low_points_single'), goals.get('e2_gap_low_points', 0))}).",
+        f"Ordinary requests — At greedy decoding the single token refuses "
+        f"{e.get('benign_refusal_greedy_token_single', float('nan')):.1%} of ordinary instructions held out from "
+        f"every mix (its text, judged: {e.get('benign_refusal_greedy_text_single', float('nan')):.1%}; the category "
+        f"model: {e.get('benign_refusal_greedy_token_category', float('nan')):.1%}; goal ≤ "
+        f"{goals.get('benign_refusal', float('nan')):.0%}: "
+        f"{verdict(e.get('benign_refusal_greedy_token_single'), goals.get('benign_refusal', 0), False)}).",
         f"E3 — Raising one category token's threshold moved its own category by ≥ "
         f"{goals.get('e3_own_points', float('nan')):.0f} points and every other by ≤ "
         f"{goals.get('e3_other_points', float('nan')):.0f} for {e.get('e3_categories_meeting')} of "
@@ -162,12 +171,15 @@ def findings(evidence_metrics: Mapping, diag: Mapping, goals: Mapping, e3_total:
          if e.get("e5_front_at_or_above_all_single") else
          "E5 — The single-token model's threshold front lies below at least one retrained model's point "
          "(calibration.json: evidence_details.e5 gives the margins)."),
-        f"Out of distribution — On XSTest's unsafe vs safe prompts (never trained or tuned on) the single token "
+        f"Outside the training family — On XSTest's unsafe vs safe prompts (never trained or tuned on) the single token "
         f"{separation_phrase(e.get('xstest_auroc_single'))} (goal ≥ {goals.get('xstest_auroc')}: "
         f"{verdict(e.get('xstest_auroc_single'), goals.get('xstest_auroc', 0))}); a probe trained on the mix's prompts "
         f"transfers at {number(diag.get('frozen_mix_to_xstest_auroc'))} and one cross-validated within XSTest reaches "
         f"{number(diag.get('frozen_cv_auroc_xstest'))}: "
-        f"{transfer_phrase(diag.get('frozen_mix_to_xstest_auroc'), diag.get('frozen_cv_auroc_xstest'))}.",
+        f"{transfer_phrase(diag.get('frozen_mix_to_xstest_auroc'), diag.get('frozen_cv_auroc_xstest'))}. Read through "
+        f"the category model's Safety token alone, XSTest gives {number(e.get('xstest_auroc_category_safety_token'))} "
+        f"and the harmful test sets against ordinary instructions {number(e.get('harm_auroc_category_safety_token'))} "
+        f"(the single token: {number(e.get('harm_auroc_single'))}).",
         f"Ablation — Without contrast answers in training the single-token model refuses "
         f"{e.get('ablation_contrast_refusal_without', float('nan')):.0%} of CoCoNot's contrast prompts at greedy "
         f"decoding, against {e.get('ablation_contrast_refusal_with', float('nan')):.0%} with them; its CoCoNot AUROC "

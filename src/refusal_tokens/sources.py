@@ -102,7 +102,7 @@ HubParser = Callable[["Source", Iterable[Mapping[str, object]]], Iterator[Record
 class Source:
     name: str
     title: str
-    role: str  # "train" | "eval" | "judge"
+    role: str  # "train" | "dev" (scored to choose settings) | "eval" (test: read only to report) | "judge"
     origin: str  # upstream repository / Hub id and commit
     licence: str
     files: tuple[RemoteFile, ...] = ()
@@ -242,6 +242,7 @@ def _json_rows(path: Path, keys: Iterable[str]) -> Iterator[tuple[str, dict]]:
 
 
 def _coconot(should_refuse: bool) -> Parser:
+    """A whole CoCoNot-format file (id, category, subcategory, prompt), every row labelled ``should_refuse``."""
     def parse(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
         (path,) = paths.values()
         for line, row in iter_jsonl(path):
@@ -252,38 +253,62 @@ def _coconot(should_refuse: bool) -> Parser:
     return parse
 
 
-# The in-distribution CoCoNot stand-in. The paper trains on CoCoNot's SFT split (Hub only); offline, CoCoNot's
-# *original* evaluation set is split once, deterministically and stratified by subcategory, into a training part
-# (refusal prompts for the mix, whose validation split is carved from it) and a held-out test part that nothing
-# trains or tunes on. Every CoCoNot-original number in the study is reported on the test part.
-COCONOT_TEST_FRACTION = 0.5  # 1,001 prompts → 499 test + 502 training side (each subcategory split in half)
+# The in-distribution CoCoNot stand-in, and the development / test protocol. The paper trains on CoCoNot's SFT
+# split (Hub only); offline, CoCoNot's *original* evaluation set is split once, deterministically and stratified by
+# subcategory, into a held-out **test** part (the benchmark; read only to report), a **dev** part (scored to choose
+# settings: steps, frozen blocks, mix, thresholds) and a **training** part (refusal prompts for the mixes). CoCoNot's
+# *contrast* set is split the same way into dev and test halves. Every CoCoNot number in the study's tables is on a
+# test part; every choice is made on dev parts or on the mixes' validation splits.
+COCONOT_TEST_FRACTION = 0.5  # of each subcategory: 1,001 prompts → 499 test (the same ids as before dev existed)
+COCONOT_DEV_FRACTION = 0.15  # then 15% of each subcategory → 145 dev; the other 357 train
+CONTRAST_TEST_FRACTION = 0.5  # CoCoNot contrast, 379 prompts → 188 test + 191 dev
 COCONOT_SPLIT_SEED = 0
-COCONOT_PARTS = ("train", "test")
+COCONOT_PARTS = ("train", "dev", "test")
 
 
-def coconot_parts(rows: Sequence[Mapping], test_fraction: float = COCONOT_TEST_FRACTION,
-                  seed: int = COCONOT_SPLIT_SEED) -> dict[str, str]:
-    """``id → "train" | "test"``: within each (category, subcategory), ids are ordered by sha256(seed:id) and the
-    first ``floor(n × test_fraction)`` go to the test part (a subcategory of 1 stays on the training side).
+def stratified_parts(rows: Sequence[Mapping], fractions: Sequence[tuple[str, float]], rest: str,
+                     seed: int = COCONOT_SPLIT_SEED) -> dict[str, str]:
+    """``id → part``: within each (category, subcategory), ids are ordered by sha256(seed:id); the first
+    ``floor(n × f₁)`` go to the first part of ``fractions``, the next ``floor(n × f₂)`` to the second, …, and the
+    rest to ``rest`` (so a subcategory of 1 stays in ``rest``).
 
-    Depends only on the ids, their subcategories and the seed, so it is stable across machines and file order.
+    Depends only on the ids, their subcategories and the seed, so it is stable across machines and file order, and
+    adding a part after the first leaves the first part's ids unchanged.
     """
-    if not 0 < test_fraction < 1:
-        raise DataError(f"CoCoNot test fraction must lie in (0, 1), got {test_fraction!r}")
+    if any(not 0 < f < 1 for _, f in fractions) or sum(f for _, f in fractions) >= 1:
+        raise DataError(f"split fractions must lie in (0, 1) and sum below 1, got {dict(fractions)!r}")
     groups: dict[tuple[str, str], list[str]] = {}
     for row in rows:
         groups.setdefault((str(row["category"]), str(row["subcategory"])), []).append(str(row["id"]))
     parts: dict[str, str] = {}
     for ids in groups.values():
         ordered = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
-        n_test = math.floor(len(ordered) * test_fraction)
-        for k, record_id in enumerate(ordered):
-            parts[record_id] = "test" if k < n_test else "train"
+        start = 0
+        for part, fraction in fractions:
+            end = start + math.floor(len(ordered) * fraction)
+            parts.update((i, part) for i in ordered[start:end])
+            start = end
+        parts.update((i, rest) for i in ordered[start:])
     return parts
 
 
-def _coconot_part(part: str) -> Parser:
-    """CoCoNot original, one part of :func:`coconot_parts` (should refuse; no response: templates fill it)."""
+def coconot_parts(rows: Sequence[Mapping], test_fraction: float = COCONOT_TEST_FRACTION,
+                  seed: int = COCONOT_SPLIT_SEED, dev_fraction: float = COCONOT_DEV_FRACTION) -> dict[str, str]:
+    """``id → "train" | "dev" | "test"`` for CoCoNot original (:func:`stratified_parts`: test first, then dev)."""
+    if not 0 < test_fraction < 1:
+        raise DataError(f"CoCoNot test fraction must lie in (0, 1), got {test_fraction!r}")
+    return stratified_parts(rows, [("test", test_fraction)] + ([("dev", dev_fraction)] if dev_fraction else []),
+                            "train", seed)
+
+
+def contrast_parts(rows: Sequence[Mapping], seed: int = COCONOT_SPLIT_SEED) -> dict[str, str]:
+    """``id → "dev" | "test"`` for CoCoNot contrast."""
+    return stratified_parts(rows, [("test", CONTRAST_TEST_FRACTION)], "dev", seed)
+
+
+def _coconot_part(part: str, should_refuse: bool = True, splitter=coconot_parts) -> Parser:
+    """One part of CoCoNot original (:func:`coconot_parts`; should refuse, no response: templates fill it) or,
+    with ``splitter=contrast_parts``, of CoCoNot contrast (should answer)."""
     if part not in COCONOT_PARTS:
         raise ValueError(f"unknown CoCoNot part {part!r}")
 
@@ -293,11 +318,11 @@ def _coconot_part(part: str) -> Parser:
         for line, row in iter_jsonl(path):
             need(row, ("id", "category", "subcategory", "prompt"), f"{path}:{line}")
             rows.append(row)
-        parts = coconot_parts(rows)
+        parts = splitter(rows)
         for row in rows:
             if parts[str(row["id"])] == part:
-                yield Record(str(row["id"]), row["prompt"], src.name, row["category"], row["subcategory"], True,
-                             meta={"coconot_part": part})
+                yield Record(str(row["id"]), row["prompt"], src.name, row["category"], row["subcategory"],
+                             should_refuse, meta={"coconot_part": part})
 
     return parse
 
@@ -408,6 +433,30 @@ def _harmbench_safe(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
     for line, row in read_csv(path, ("Behavior", "Safe_Response")):
         yield Record(f"harmbench-adv-{line - 1:03d}", row["Behavior"], src.name, "Requests with safety concerns",
                      "dangerous or sensitive topics", True, response=row["Safe_Response"])
+
+
+BENIGN_ROWS = 500  # ordinary instructions per benign set: a fixed sample, so decontamination stays cheap
+
+
+def _instructions(should_refuse: bool, category: str, subcategory: str, rows: int | None = None) -> Parser:
+    """Arditi et al.'s ``{instruction, category}`` lists; ``rows``: keep that many, those with the lowest sha256 of
+    their text (a sample that does not depend on file order)."""
+    def parse(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
+        (path,) = paths.values()
+        items = [(i, row["instruction"]) for i, (_, row) in enumerate(_json_rows(path, ("instruction",)))]
+        if rows is not None:
+            items = sorted(items, key=lambda item: hashlib.sha256(item[1].encode()).hexdigest())[:rows]
+        for i, prompt in items:
+            yield Record(f"{src.name}-{i:05d}", prompt, src.name, category, subcategory, should_refuse)
+
+    return parse
+
+
+def _harmbench_val(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
+    (path,) = paths.values()
+    for line, row in read_csv(path, ("Behavior", "FunctionalCategory", "SemanticCategory", "BehaviorID")):
+        if row["FunctionalCategory"] != "contextual":
+            yield Record(row["BehaviorID"], row["Behavior"], src.name, "harmful", row["SemanticCategory"], True)
 
 
 def _falseqa(src: Source, paths: Mapping[str, Path]) -> Iterator[Record]:
@@ -570,14 +619,55 @@ register(Source(
     _coconot_part("test"), categories=COCONOT_CATEGORIES, category_mapping="native CoCoNot categories",
     content_warning=HARM,
     notes=f"Only the held-out test part ({COCONOT_TEST_FRACTION:.0%} of each subcategory, sha256-ordered ids, seed "
-          f"{COCONOT_SPLIT_SEED}); the other part trains (source coconot_original_train)."))
+          f"{COCONOT_SPLIT_SEED}); {COCONOT_DEV_FRACTION:.0%} more is the dev part (coconot_original_dev) and the "
+          "rest trains (coconot_original_train)."))
 register(Source(
-    "coconot_contrast", "CoCoNot contrast eval (should answer)", "eval",
+    "coconot_contrast", "CoCoNot contrast eval, test half (should answer)", "eval",
     f"GitHub {_NONCOMPLIANCE[0]} @ {_NONCOMPLIANCE[1]}", "MIT (Hub copy ODC-BY)",
     (_gh(*_NONCOMPLIANCE, "data/coconot_contrast_eval.jsonl", "coconot/coconot_contrast_eval.jsonl",
          "76dccec176743ed656279f2969c51abb68bda94e5fda8397e34ff5638e021d86"),),
-    _coconot(False), categories=COCONOT_CATEGORIES, category_mapping="native CoCoNot categories",
-    content_warning="contrast prompts look harmful but are benign"))
+    _coconot_part("test", False, contrast_parts), categories=COCONOT_CATEGORIES,
+    category_mapping="native CoCoNot categories", content_warning="contrast prompts look harmful but are benign",
+    notes=f"Only the test half ({CONTRAST_TEST_FRACTION:.0%} of each subcategory, sha256-ordered ids, seed "
+          f"{COCONOT_SPLIT_SEED}); the other half is coconot_contrast_dev."))
+_CONTRAST_EVAL = _gh(*_NONCOMPLIANCE, "data/coconot_contrast_eval.jsonl", "coconot/coconot_contrast_eval.jsonl",
+                      "76dccec176743ed656279f2969c51abb68bda94e5fda8397e34ff5638e021d86")
+_REFUSAL_DIRECTION = ("andyrdt/refusal_direction", "9d852fae1a9121c78b29142de733cb1340770cc3")
+_ADVERSARIALLM = ("busycalibrating/AdversariaLLM", "f970939273ea17b491fadf6001fddc36ed3ae3ff")
+register(Source(
+    "benign_instructions", f"Ordinary instructions: {BENIGN_ROWS} of Arditi et al.'s harmless test split (Alpaca)",
+    "eval", f"GitHub {_REFUSAL_DIRECTION[0]} @ {_REFUSAL_DIRECTION[1]}", "Apache-2.0 (repo); Alpaca CC BY-NC 4.0",
+    (_gh(*_REFUSAL_DIRECTION, "dataset/splits/harmless_test.json", "refusal_direction_splits/harmless_test.json",
+         "1b5930ce5e855ada758b3116ce7c4aaea9b9d05f8cdd77b385511d4c84173b19"),),
+    _instructions(False, GENERAL, "ordinary instruction", BENIGN_ROWS),
+    notes=f"The over-refusal check on ordinary requests: {BENIGN_ROWS} prompts (lowest sha256 of their text) of "
+          "6,266; should answer. Every mix is decontaminated against them."))
+
+# Development sets: scored to choose settings, never reported as results ------------------------------------
+register(Source(
+    "coconot_original_dev", "CoCoNot original eval, dev part (should refuse)", "dev",
+    f"GitHub {_NONCOMPLIANCE[0]} @ {_NONCOMPLIANCE[1]}", "MIT (Hub copy ODC-BY)", (_COCONOT_EVAL,),
+    _coconot_part("dev"), categories=COCONOT_CATEGORIES, category_mapping="native CoCoNot categories",
+    content_warning=HARM, notes=f"{COCONOT_DEV_FRACTION:.0%} of each subcategory, after the test part"))
+register(Source(
+    "coconot_contrast_dev", "CoCoNot contrast eval, dev half (should answer)", "dev",
+    f"GitHub {_NONCOMPLIANCE[0]} @ {_NONCOMPLIANCE[1]}", "MIT (Hub copy ODC-BY)", (_CONTRAST_EVAL,),
+    _coconot_part("dev", False, contrast_parts), categories=COCONOT_CATEGORIES,
+    category_mapping="native CoCoNot categories", content_warning="contrast prompts look harmful but are benign"))
+register(Source(
+    "harmbench_val", "HarmBench validation behaviours, standard + copyright (should refuse)", "dev",
+    f"GitHub {_ADVERSARIALLM[0]} @ {_ADVERSARIALLM[1]} (vendors HarmBench data/)", "MIT",
+    (_gh(*_ADVERSARIALLM, "data/behavior_datasets/harmbench_behaviors_text_val.csv",
+         "harmbench/harmbench_behaviors_text_val.csv",
+         "7bfaaa5e2b9b95002c89e2d33c019f58e9e8496e2fc65d368f1eeb8179e69534"),),
+    _harmbench_val, content_warning=HARM,
+    notes="61 of 80: the contextual behaviours need their context string and are left out"))
+register(Source(
+    "benign_dev", f"Ordinary instructions, dev: {BENIGN_ROWS} of Arditi et al.'s harmless validation split (Alpaca)",
+    "dev", f"GitHub {_REFUSAL_DIRECTION[0]} @ {_REFUSAL_DIRECTION[1]}", "Apache-2.0 (repo); Alpaca CC BY-NC 4.0",
+    (_gh(*_REFUSAL_DIRECTION, "dataset/splits/harmless_val.json", "refusal_direction_splits/harmless_val.json",
+         "772010758e7d771ef4c7e5e4acdfd7598dcece1a6f383f20d382f640913a2a4d"),),
+    _instructions(False, GENERAL, "ordinary instruction", BENIGN_ROWS)))
 register(Source(
     "refusal_tokens_temporal", "Refusal Tokens paper: temporal eval (200 temporal + CoCoNot + normal)", "eval",
     f"GitHub {_OFFICIAL[0]} @ {_OFFICIAL[1]}", "no licence file (research reproduction only)",
@@ -713,6 +803,19 @@ register(Source(
          "1ec4970cbc724eabcad6584133bf618fb55e134eae4508cce8adf63a26e73bab"),),
     _harmbench_safe, categories=COCONOT_CATEGORIES,
     category_mapping="all → Requests with safety concerns / dangerous or sensitive topics", content_warning=HARM))
+register(Source(
+    "harmful_instructions", "Harmful instructions, Arditi et al.'s training split (prompts only)", "train",
+    f"GitHub {_REFUSAL_DIRECTION[0]} @ {_REFUSAL_DIRECTION[1]}", "Apache-2.0 (repo)",
+    (_gh(*_REFUSAL_DIRECTION, "dataset/splits/harmful_train.json", "refusal_direction_splits/harmful_train.json",
+         "8f5c0eac0efd2a7f99084bbe8d0de2c465e31b1997184783c917969d9de9ece1"),),
+    _instructions(True, "Requests with safety concerns", "dangerous or sensitive topics"),
+    categories=COCONOT_CATEGORIES,
+    category_mapping="all → Requests with safety concerns / dangerous or sensitive topics; refusal text written by "
+                     "the project (the subcategory's templates)",
+    content_warning=HARM,
+    notes="Drawn by its authors from AdvBench, MaliciousInstruct, TDC2023, HarmBench, JailbreakBench and "
+          "StrongREJECT: AdvBench is an evaluation set here, so the meaning-level decontamination removes its "
+          "paraphrases."))
 register(Source(
     "falseqa", "FalseQA train split (false-premise questions and true-premise contrast)", "train",
     "GitHub thunlp/FalseQA @ 9a9729974d8c5cfbfc6929e5b830111c0ed7c0c7", "none stated (research use)",

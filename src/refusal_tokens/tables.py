@@ -254,8 +254,8 @@ def write_outputs(root: str | os.PathLike, table: pd.DataFrame, status: Mapping[
             f"{m}: " + ", ".join(f"{k} {v['threshold']:g}" for k, v in t.items()) for m, t in thresholds.items()) + ".",
         "Samples are stratified (equal share per category, or per prompt type for XSTest): a cell is the unweighted "
         "mean over categories, not the rate over the whole benchmark. Reference: Refuse-Llama-3-8B over the full "
-        "benchmarks (judge Llama-3.3-70B), Alagharu et al., arXiv 2603.13359, Table 1. CoCoNot original rows use "
-        "the held-out test part only (notebook 01).", "",
+        "benchmarks (judge Llama-3.3-70B), Alagharu et al., arXiv 2603.13359, Table 1. CoCoNot rows use "
+        "the held-out test parts only (original: its test part; contrast: its test half; notebook 01).", "",
         f"## Judge: {primary_judge} (n = generated prompts)", "", markdown(main), "",
         "## Judge: token (n = scored prompts; models with tokens)", "", markdown(token_table), ""])
     metrics = {"status": dict(status), "generation": dict(generation), "thresholds": dict(thresholds),
