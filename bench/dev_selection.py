@@ -83,11 +83,10 @@ def callback(tokenizer, rows, steps, record):
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step in steps:
                 start = time.perf_counter()
+                trained = start - self.start - self.scoring  # seconds of training to this step, earlier scoring excluded
                 scores = dev_metrics(model, tokenizer, rows)
                 self.scoring += time.perf_counter() - start
-                # seconds of training to this step, the dev scoring before it excluded
-                record["steps"][str(state.global_step)] = {
-                    **scores, "train_seconds": start - self.start - (self.scoring - (time.perf_counter() - start))}
+                record["steps"][str(state.global_step)] = {**scores, "train_seconds": trained}
                 print(f"step {state.global_step}: {json.dumps(scores)}", flush=True)
 
     return DevScores()

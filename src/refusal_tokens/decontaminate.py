@@ -98,31 +98,33 @@ class EvalIndex:
         keep = len(ordered) - math.ceil(self.threshold * len(ordered)) + 1
         return ordered[:max(keep, 1)]
 
+    def _similarities(self, prompts: Sequence[str], chunk: int):
+        """``(start, cosines to every evaluation prompt)`` per ``chunk`` prompts: one sparse product each."""
+        for start in range(0, len(prompts), chunk):
+            yield start, (self.vectorizer.transform(prompts[start:start + chunk]) @ self.matrix).toarray()
+
     def nearest(self, prompts: Sequence[str], chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """For each prompt, the highest TF-IDF cosine to any evaluation prompt and that prompt's position in
-        ``prompts`` (-1 and 0.0 for an empty index). Batched: one sparse product per ``chunk`` prompts."""
+        ``self.prompts`` (0.0 and -1 for an empty index)."""
         best = np.zeros(len(prompts), dtype=np.float32)
         where = np.full(len(prompts), -1, dtype=np.int64)
         if self.vectorizer is None or not prompts:
             return best, where
-        for start in range(0, len(prompts), chunk):
-            sims = (self.vectorizer.transform(prompts[start:start + chunk]) @ self.matrix).toarray()
+        for start, sims in self._similarities(prompts, chunk):
             where[start:start + chunk] = sims.argmax(axis=1)
             best[start:start + chunk] = sims.max(axis=1)
         return best, where
 
     def nearest_by_set(self, prompts: Sequence[str], chunk: int = 512) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Like :meth:`nearest`, per evaluation set: ``set → (cosine, position in self.prompts)`` for each prompt."""
-        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if self.vectorizer is None or not prompts:
-            return out
+            return {}
         columns: dict[str, list[int]] = defaultdict(list)
         for i, (_, source) in enumerate(self.prompts):
             columns[source].append(i)
-        for source, cols in columns.items():
-            out[source] = (np.zeros(len(prompts), dtype=np.float32), np.zeros(len(prompts), dtype=np.int64))
-        for start in range(0, len(prompts), chunk):
-            sims = (self.vectorizer.transform(prompts[start:start + chunk]) @ self.matrix).toarray()
+        out = {source: (np.zeros(len(prompts), dtype=np.float32), np.zeros(len(prompts), dtype=np.int64))
+               for source in columns}
+        for start, sims in self._similarities(prompts, chunk):
             for source, cols in columns.items():
                 part = sims[:, cols]
                 arg = part.argmax(axis=1)

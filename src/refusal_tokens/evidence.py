@@ -213,23 +213,23 @@ def auroc_of(prompts: Sequence[Mapping], scores: Mapping[str, Mapping], read) ->
 
 
 def safety_readout(generations, labels, schemes: Mapping[str, str], judges: Sequence[str], coconot: Mapping,
-                   harmful: Sequence[str], benign: str):
+                   xstest: Mapping, benign: Mapping, harmful: Sequence[str]):
     """What one refusal token has to serve: per token model and read-out (p(any refusal token); for the category
     model also p(Safety token) alone), AUROC on CoCoNot (test: should refuse vs contrast), XSTest (unsafe vs safe)
-    and the harmful-only test sets pooled against the ordinary instructions ``benign``."""
+    and the harmful-only test sets pooled against the ordinary instructions (``benign``: each model's run).
+    ``coconot``, ``xstest`` and ``benign`` are the runs :func:`collect` already loaded."""
     import pandas as pd
 
     from . import benchmarks
-    from .control import p_refusal
+    from .control import _temperature_key, p_refusal
 
-    def p_safety(row):
-        key = "1" if "1" in row["p"] else next(iter(row["p"]))
-        return row["p"][key][SAFETY_TOKEN]
+    def p_safety(row):  # p(Safety token) alone: the stored T = 1 probabilities, as p_refusal reads them
+        return row["p"][_temperature_key(1.0)][SAFETY_TOKEN]
 
     rows = []
     for m, scheme in schemes.items():
-        xs = benchmarks.load_run(generations, labels, m, "xstest", judges)
-        harm_runs = [benchmarks.load_run(generations, labels, m, b, judges) for b in [*harmful, benign]]
+        xs = xstest[m]
+        harm_runs = [benchmarks.load_run(generations, labels, m, b, judges) for b in harmful] + [benign[m]]
         harm = {"prompts": [p for r in harm_runs for p in r["prompts"]],
                 "scores": {k: v for r in harm_runs for k, v in r["scores"].items()}}
         reads = {"p(any refusal token)": lambda row, s=scheme: p_refusal(row, s)}
@@ -262,16 +262,16 @@ def safety_findings(safety, single_model: str, category_model: str) -> list[str]
     ]
 
 
-def benign_refusal(generations, labels, schemes: Mapping[str, str], judges: Sequence[str], benign: str,
-                   best: Mapping, text_judge: str) -> dict:
-    """Over-refusal of ordinary requests per token model: the token's greedy decision and the best-F1 threshold's
-    over every scored prompt, and the text judge's verdict on the greedy responses of the generated ones."""
+def benign_refusal(benign: Mapping, schemes: Mapping[str, str], best: Mapping, text_judge: str) -> dict:
+    """Over-refusal of ordinary requests per token model (``benign``: model → its run): the token's greedy decision
+    and the best-F1 threshold's over every scored prompt, and the text judge's verdict on the greedy responses of
+    the generated ones."""
     from . import benchmarks, calibration as cal
     from .control import Setting
 
     out = {}
     for m, scheme in schemes.items():
-        run = benchmarks.load_run(generations, labels, m, benign, judges)
+        run = benign[m]
         greedy = Setting("greedy")
         text = cal.judged_rates(run, scheme, greedy, text_judge).set_index("should_refuse")
         out[m] = {"token_greedy": benchmarks.rate(token_refusals(run, scheme, greedy)[1]),
@@ -305,6 +305,7 @@ def collect(generations, labels, schemes: Mapping[str, str], runs: Mapping, vali
     e5 = {m: front_vs_points([(r["fpr"], r["tpr"]) for r in text_sweep(runs[m], s, grid, text_judge)],
                              baseline_points) for m, s in schemes.items()}
     xstest = {m: benchmarks.load_run(generations, labels, m, "xstest", judges) for m in schemes}
+    benign_runs = {m: benchmarks.load_run(generations, labels, m, benign, judges) for m in schemes}
     xs = {}
     for m, s in schemes.items():
         unsafe, safe = token_refusals(xstest[m], s, best[m])
@@ -320,8 +321,8 @@ def collect(generations, labels, schemes: Mapping[str, str], runs: Mapping, vali
                        "XSTest safe (should answer)": token_refusals(xx, "single", greedy)[1],
                        "XSTest unsafe (should refuse)": token_refusals(xx, "single", greedy)[0]}
     return {"best_setting": best, "within": within, "e2": e2, "e2_text": e2_text,
-            "benign": benign_refusal(generations, labels, schemes, judges, benign, best, text_judge),
-            "safety": safety_readout(generations, labels, schemes, judges, runs, harmful, benign),
+            "benign": benign_refusal(benign_runs, schemes, best, text_judge),
+            "safety": safety_readout(generations, labels, schemes, judges, runs, xstest, benign_runs, harmful),
             "e3": control_independence(matrix.to_dict(orient="index")), "baseline_points": baseline_points,
             "e5": e5, "xs": xs, "ablation": ablation(rows["with contrast"], rows["without contrast"]),
             "ablation_auroc": {label: cal.roc_points(cal.frame(cc["prompts"], cc["scores"], "single"))["auroc"]
