@@ -11,7 +11,8 @@ Per seed: ``train.common.seed`` set (the data order and the new rows' dropout dr
   (``calibration.choose_thresholds`` on the same grid as notebook 03), with the conservative low end;
 - XSTest AUROC, unsafe vs safe;
 - ordinary instructions: the share whose greedy first token is ``[refuse]``.
-Appends one record per seed to ``reports/bench/seeds.json``; ``--summary`` prints mean [min–max].
+Appends one record per seed to ``reports/bench/seeds.json``; ``--summary`` prints mean [min–max] over those and the
+pipeline's own seed (``reports/metrics/evidence.json``; its validation AUROC is not in that file: "—").
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "seeds.json"))
     opts = parser.parse_args()
     if opts.summary:
-        return summary(Path(opts.out))
+        summary(Path(opts.out))
+        return
     if not opts.seed:
         parser.error("give at least one --seed")
     params = yaml.safe_load((HERE.parent / "params.yaml").read_text())
@@ -96,17 +98,40 @@ def main() -> None:
 
 
 KEYS = ("e1_auroc", "xstest_auroc", "e2_gap_points", "e2_gap_points_low", "benign_refusal_greedy", "validation_auroc")
+# The pipeline's own run of the same setting (train.common.seed), read from its metrics file under the bench's names
+PIPELINE = {"e1_auroc": "e1_auroc_coconot_single", "xstest_auroc": "xstest_auroc_single",
+            "e2_gap_points": "e2_gap_points_single", "e2_gap_points_low": "e2_gap_low_points_single",
+            "benign_refusal_greedy": "benign_refusal_greedy_token_single"}
 
 
-def summary(path: Path) -> None:
+def pipeline_run(evidence: Path, params: Path) -> dict | None:
+    """The pipeline's seed as one more run (``reports/metrics/evidence.json``), or None when it has not run."""
+    import yaml
+
+    if not evidence.is_file():
+        return None
+    metrics = json.loads(evidence.read_text())
+    seed = yaml.safe_load(params.read_text())["train"]["common"]["seed"]
+    return {"train": {"seed": seed}, "source": "pipeline", "test": {k: metrics.get(v) for k, v in PIPELINE.items()}}
+
+
+def summary(path: Path, evidence: Path = HERE.parent / "reports" / "metrics" / "evidence.json",
+            params: Path = HERE.parent / "params.yaml") -> dict:
+    """Print (and return) mean [min–max] per metric over the pipeline's seed and the recorded bench seeds."""
     if not path.is_file():
         raise SystemExit(f"{path}: no runs recorded yet")
     runs = json.loads(path.read_text())["runs"]
-    print("seeds:", ", ".join(str(r["train"]["seed"]) for r in runs))
+    own = pipeline_run(evidence, params)
+    runs = ([own] if own else []) + runs
+    print("seeds:", ", ".join(f"{r['train']['seed']}" + (" (pipeline)" if r.get("source") else "") for r in runs))
+    out = {}
     for key in KEYS:
-        values = [r["test"][key] for r in runs]
-        print(f"{key:24s} {sum(values) / len(values):8.3f} [{min(values):.3f}–{max(values):.3f}]   "
-              + " ".join(f"{v:.3f}" for v in values))
+        values = [r["test"].get(key) for r in runs]
+        known = [v for v in values if v is not None]
+        out[key] = {"mean": sum(known) / len(known), "min": min(known), "max": max(known), "values": values}
+        print(f"{key:24s} {out[key]['mean']:8.3f} [{min(known):.3f}–{max(known):.3f}]   "
+              + " ".join("—" if v is None else f"{v:.3f}" for v in values))
+    return out
 
 
 if __name__ == "__main__":
