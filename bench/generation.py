@@ -3,7 +3,7 @@ unforced response where the top token is not a scheme token) generated pair by p
 (prompt, first token) from scratch, as before) and with one prompt forward shared by a prompt's continuations, side by
 side in one run, response by response.
 
-    python bench/generation.py [--model models/smollm2-135m/sft/single_r50] [--prompts 96] [--max-new-tokens 16]
+    python bench/generation.py [--model models/smollm2-135m/sft/single_r33] [--prompts 96] [--max-new-tokens 16]
                                [--batch-size 32] [--max-tokens 2048]
 
 Prompts: a stratified sample of CoCoNot original + contrast (the calibration prompts). Settings, each timed on the
@@ -39,7 +39,7 @@ def main() -> None:
     from refusal_tokens.scoring import chat_prompts
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="models/smollm2-135m/sft/single_r50")
+    parser.add_argument("--model", default="models/smollm2-135m/sft/single_r33")
     parser.add_argument("--scheme", default="single")
     parser.add_argument("--prompts", type=int, default=96)
     parser.add_argument("--max-new-tokens", type=int, default=16)

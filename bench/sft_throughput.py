@@ -3,7 +3,7 @@
     python bench/sft_throughput.py [--model models/smollm2-135m/init/single-words] [--steps 6] [--warmup 2]
                                    [--settings padded,padding_free,freeze15] [--with-trl-defaults] [--profile freeze15]
 
-Every setting sees the same model, data (the r50 mix, single scheme, rows ≤ max_length), seed and batch of 8, and
+Every setting sees the same model, data (the r33 mix, single scheme, rows ≤ max_length), seed and batch of 8, and
 trains ``warmup + steps`` steps; the first ``warmup`` are not timed. ``--profile SETTING`` runs that setting once
 more under ``torch.profiler`` (not timed) and records where its timed steps' CPU time goes. Settings (our CPU
 default is ``freeze15``):
@@ -21,6 +21,14 @@ default is ``freeze15``):
   length, so the first steps compile (and may recompile for a dynamic shape): give it enough ``--warmup``
   steps; ``seconds_with_warmup`` (each setting's whole ``train()``) shows what compiling costs. (AdamW is
   already the fused ``adamw_torch_fused``, transformers' default, in every setting.)
+- ``freeze15_cached`` (timing only): ``freeze15`` with the 15 frozen blocks replaced by pass-throughs, which is
+  what a step costs when their output comes from a cache: the ceiling of caching the frozen blocks (its loss is
+  meaningless). The bench also times one no-grad forward of the embeddings and frozen blocks over the train split's
+  rows (what building such a cache costs) and prints what the cache would save over a run of ``--run-steps``
+  steps (the pipeline's ``train.common.max_steps``), counting the passes over the train split that run makes;
+- ``freeze15_nodw`` (timing only): ``freeze15`` with the top blocks' weights frozen too, while backward still runs
+  through them for the activations' gradients: what a step costs with adapters (LoRA) on the top blocks, less the
+  adapters' own small matmuls: the ceiling of that lever (its loss is meaningless);
 - ``trl_defaults`` (``--with-trl-defaults``): TRL's ``SFTConfig`` defaults, bf16 + gradient checkpointing and its
   every-position CPU head, plus ``use_cpu`` (very slow on AVX2-only CPUs).
 
@@ -75,7 +83,8 @@ def time_shares(profiler) -> dict:
             "other": (total - matmul - attention - adamw) / total, "lm_head_inclusive": head / total}
 
 
-def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False, profile: bool = False) -> dict:
+def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False, profile: bool = False,
+            skip: bool = False, no_dw: bool = False) -> dict:
     from transformers import TrainerCallback
 
     from refusal_tokens import train
@@ -99,6 +108,10 @@ def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False, pr
     prepared = train.build_trainer(cfg, callbacks=[Clock()])
     trainer = prepared.trainer
     trainer.args.save_strategy = "no"
+    if skip:
+        skip_frozen(trainer.model, cfg.freeze_layers)
+    if no_dw:
+        weights_without_gradients(trainer.model, cfg.freeze_layers)
     if compiled:  # in place (nn.Module.compile): the Trainer, its optimizer and TRL's loss see the same module
         trainer.model.compile()
     started = time.perf_counter()
@@ -125,7 +138,8 @@ def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False, pr
             "timed_steps": steps, "tokens": timed_tokens, "seconds": seconds,
             "seconds_with_warmup": total,  # train() from start to end, evaluation and the first (compiling) steps too
             "tokens_per_second": timed_tokens / seconds, "gflops": flops / seconds / 1e9,
-            "loss_last_step": losses[-1] if losses else None}
+            "loss_last_step": losses[-1] if losses else None, "skip_frozen": skip, "no_weight_gradients": no_dw,
+            "_dataset": trainer.train_dataset}
 
 
 SETTINGS = {
@@ -136,7 +150,63 @@ SETTINGS = {
     "freeze15_fullhead": {"padding_free": True, "freeze_layers": 15, "completion_head_only": False},  # TRL on CPU
     "freeze15_bf16": {"padding_free": True, "freeze_layers": 15, "bf16": True},  # what bf16: auto picks where it pays
     "freeze15_compile": {"padding_free": True, "freeze_layers": 15, "compile": True},  # torch.compile (inductor)
+    "freeze15_cached": {"padding_free": True, "freeze_layers": 15, "skip_frozen": True},  # timing only: the ceiling
+                                                                                          # of a frozen-block cache
+    "freeze15_nodw": {"padding_free": True, "freeze_layers": 15, "no_dw": True},  # timing only: adapters' ceiling
 }
+
+
+def weights_without_gradients(model, k: int) -> None:
+    """Freeze the blocks above ``k`` too, but let the hidden state entering block ``k`` require a gradient, so that
+    backward still runs through those blocks for the activations (as it would to reach adapters) but computes no
+    weight gradients for them."""
+    layers = model.get_decoder().layers
+    for layer in layers[k:]:
+        for parameter in layer.parameters():
+            parameter.requires_grad_(False)
+
+    def needs_grad(module, args, kwargs):
+        if args:
+            return (args[0].detach().requires_grad_(), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": kwargs["hidden_states"].detach().requires_grad_()}
+
+    layers[k].register_forward_pre_hook(needs_grad, with_kwargs=True)
+
+
+class PassThrough(torch.nn.Module):
+    """A decoder block that returns its input: where a cache would hand over the frozen blocks' output."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+def skip_frozen(model, k: int) -> None:
+    layers = model.get_decoder().layers
+    for i in range(k):
+        layers[i] = PassThrough()
+
+
+def cache_build_cost(model_path: str, dataset, k: int, rows: int, batch: int) -> dict:
+    """Time a no-grad forward of the embeddings and the bottom ``k`` blocks over the first ``rows`` tokenised
+    train rows, packed ``batch`` rows at a time with restarting position ids, as training packs them: the cost of
+    building a frozen-block cache, per token."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    decoder = model.get_decoder()
+    decoder.layers = decoder.layers[:k]
+    ids = dataset["input_ids"][:rows]
+    started = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(ids), batch):
+            chunk = ids[i:i + batch]
+            flat = torch.tensor([t for row in chunk for t in row]).unsqueeze(0)
+            positions = torch.tensor([p for row in chunk for p in range(len(row))]).unsqueeze(0)
+            decoder(input_ids=flat, position_ids=positions)
+    seconds = time.perf_counter() - started
+    tokens = sum(len(r) for r in ids)
+    return {"rows": len(ids), "tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds,
+            "train_rows": len(dataset), "train_tokens": sum(len(r) for r in dataset["input_ids"])}
 
 
 def main() -> None:
@@ -146,7 +216,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/smollm2-135m/init/single-words")
-    parser.add_argument("--data", default="data/processed/mixes/r50/single/train.jsonl")
+    parser.add_argument("--data", default="data/processed/mixes/r33/single/train.jsonl")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
@@ -155,6 +225,9 @@ def main() -> None:
     parser.add_argument("--with-trl-defaults", action="store_true", help="also TRL's SFTConfig defaults (slow)")
     parser.add_argument("--profile", default="", help="also profile this setting's timed steps (torch.profiler, "
                         "one more run, not timed): where the time goes")
+    parser.add_argument("--run-steps", type=int, default=0, help="steps of the run the cache ceiling is projected "
+                        "onto (0: params.yaml's train.common.max_steps)")
+    parser.add_argument("--cache-rows", type=int, default=256, help="train rows the cache-building forward is timed on")
     parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "sft_throughput.json"))
     opts = parser.parse_args()
     for name in [*opts.settings.split(","), *([opts.profile] if opts.profile else [])]:
@@ -175,11 +248,28 @@ def main() -> None:
     probe = train.cpu_bf16_pays()
 
     def run(name: str, profile: bool = False) -> dict:
-        setting = {k: v for k, v in SETTINGS[name].items() if k != "compile"}
+        setting = {k: v for k, v in SETTINGS[name].items() if k not in ("compile", "skip_frozen", "no_dw")}
         return measure(name, config(name, **setting), opts.steps, opts.warmup,
-                       compiled=SETTINGS[name].get("compile", False), profile=profile)
+                       compiled=SETTINGS[name].get("compile", False), profile=profile,
+                       skip=SETTINGS[name].get("skip_frozen", False), no_dw=SETTINGS[name].get("no_dw", False))
 
     results = [run(name) for name in names]
+    cache = None
+    if "freeze15_cached" in names and "freeze15" in names:
+        import yaml
+
+        run_steps = opts.run_steps or yaml.safe_load((HERE.parent / "params.yaml").read_text())["train"]["common"][
+            "max_steps"]
+        by = {r["setting"]: r for r in results}
+        cost = cache_build_cost(opts.model, by["freeze15"]["_dataset"], 15, opts.cache_rows, opts.batch)
+        step, cached_step = (by[n]["seconds"] / opts.steps for n in ("freeze15", "freeze15_cached"))
+        build = cost["train_tokens"] / cost["tokens_per_second"]  # one pass over the train split, at the timed rate
+        passes = run_steps * opts.batch / cost["train_rows"]
+        cache = {**cost, "run_steps": run_steps, "passes": passes, "step_seconds": step,
+                 "cached_step_seconds": cached_step, "build_seconds": build,
+                 "run_seconds": run_steps * step, "cached_run_seconds": run_steps * cached_step + build}
+    for r in results:
+        r.pop("_dataset", None)
     if opts.with_trl_defaults:
         trl_defaults = config("trl_defaults", bf16=True, gradient_checkpointing=True, completion_head_only=False)
         results.append(measure("trl_defaults", trl_defaults, opts.steps, opts.warmup))
@@ -201,13 +291,20 @@ def main() -> None:
                      f"= {r['share_of_peak']:5.1%} of peak  {r['speedup_vs_first']:4.2f}× vs {results[0]['setting']}  "
                      f"loss after step {opts.warmup + opts.steps}: {r['loss_last_step']:.3f}  whole train() "
                      f"{r['seconds_with_warmup']:.0f} s")
+    if cache:
+        lines.append(f"frozen-block cache: a step {cache['step_seconds']:.2f} s → {cache['cached_step_seconds']:.2f} s "
+                     f"with the 15 frozen blocks skipped (ceiling); building it: {cache['tokens_per_second']:.0f} "
+                     f"tokens/s no-grad ({cache['rows']} rows timed) → {cache['build_seconds']:.0f} s for the "
+                     f"{cache['train_rows']}-row train split ({cache['train_tokens']} tokens); a {cache['run_steps']}-step "
+                     f"run ({cache['passes']:.1f} passes): {cache['run_seconds']:.0f} s → at best "
+                     f"{cache['cached_run_seconds']:.0f} s ({cache['run_seconds'] / cache['cached_run_seconds']:.2f}×)")
     if profiled:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in profiled["time_shares"].items())
         lines.append(f"profile of {profiled['setting']} ({opts.steps} steps, CPU time): {shares}")
     print("\n".join(lines))
     write_record(opts.out, {"script": "bench/sft_throughput.py", **provenance(), "gemm_peak_gflops": [peak, peak_after],
                             "bf16_gemm_peak_gflops": bf16_peak, "bf16_auto_probe": probe,
-                            "printed": lines, "runs": results, "profile": profiled})
+                            "printed": lines, "runs": results, "profile": profiled, "frozen_cache": cache})
 
 
 if __name__ == "__main__":
