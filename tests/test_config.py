@@ -81,7 +81,7 @@ def test_every_problem_is_reported_at_once_with_its_dotted_path():
     ({"contrast_source_rows": True}, r"data\.contrast_source_rows: expected a number, got True"),
     ({"refusal_proportions": [0.5, 0.5]}, "duplicates"),
     ({"extra_mixes": {"x": {"refusal_proportion": 0.5, "size": 3}}}, r"data\.extra_mixes\.x\.size: unknown key"),
-    ({"extra_mixes": {"r50": {"refusal_proportion": 0.5}}}, "clash with the proportion mixes"),
+    ({"extra_mixes": {"r33": {"refusal_proportion": 0.33}}}, "clash with the proportion mixes"),
     ({"extra_mixes": {"x": {"refusal_proportion": 0.5, "general_share": 1.0}}},
      r"extra_mixes\.x: contrast_share \+ general_share must be 1"),
 ])
