@@ -261,11 +261,12 @@ def main() -> None:
         run_steps = opts.run_steps or yaml.safe_load((HERE.parent / "params.yaml").read_text())["train"]["common"][
             "max_steps"]
         by = {r["setting"]: r for r in results}
-        cost = cache_build_cost(opts.model, by["freeze15"]["_dataset"], 15, opts.cache_rows, opts.batch)
+        frozen = SETTINGS["freeze15_cached"]["freeze_layers"]
+        cost = cache_build_cost(opts.model, by["freeze15"]["_dataset"], frozen, opts.cache_rows, opts.batch)
         step, cached_step = (by[n]["seconds"] / opts.steps for n in ("freeze15", "freeze15_cached"))
         build = cost["train_tokens"] / cost["tokens_per_second"]  # one pass over the train split, at the timed rate
         passes = run_steps * opts.batch / cost["train_rows"]
-        cache = {**cost, "run_steps": run_steps, "passes": passes, "step_seconds": step,
+        cache = {**cost, "frozen_blocks": frozen, "run_steps": run_steps, "passes": passes, "step_seconds": step,
                  "cached_step_seconds": cached_step, "build_seconds": build,
                  "run_seconds": run_steps * step, "cached_run_seconds": run_steps * cached_step + build}
     for r in results:
@@ -293,7 +294,7 @@ def main() -> None:
                      f"{r['seconds_with_warmup']:.0f} s")
     if cache:
         lines.append(f"frozen-block cache: a step {cache['step_seconds']:.2f} s → {cache['cached_step_seconds']:.2f} s "
-                     f"with the 15 frozen blocks skipped (ceiling); building it: {cache['tokens_per_second']:.0f} "
+                     f"with the {cache['frozen_blocks']} frozen blocks skipped (ceiling); building it: {cache['tokens_per_second']:.0f} "
                      f"tokens/s no-grad ({cache['rows']} rows timed) → {cache['build_seconds']:.0f} s for the "
                      f"{cache['train_rows']}-row train split ({cache['train_tokens']} tokens); a {cache['run_steps']}-step "
                      f"run ({cache['passes']:.1f} passes): {cache['run_seconds']:.0f} s → at best "

@@ -1,12 +1,8 @@
 """The dev-selection rule of bench/dev_selection.py, on hand-made records: what it picks can be checked by eye."""
 
-import importlib.util
-from pathlib import Path
+from .bench_scripts import load
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "dev_selection.py"
-spec = importlib.util.spec_from_file_location("dev_selection", BENCH)
-dev_selection = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(dev_selection)
+dev_selection = load("dev_selection")
 
 
 def run(share, steps, seed=0, freeze=15):

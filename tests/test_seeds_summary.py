@@ -1,16 +1,11 @@
 """bench/seeds.py --summary on hand-made records: the pipeline's seed joins the bench's, and the mean and range can
 be checked by eye."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))
-spec = importlib.util.spec_from_file_location("seeds", BENCH / "seeds.py")
-seeds = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(seeds)
+from .bench_scripts import load
+
+seeds = load("seeds")
 
 
 def test_the_pipeline_seed_is_one_more_run(tmp_path):

@@ -1,19 +1,13 @@
 """bench/sft_throughput.py's frozen-block cache ceiling on a tiny random model: the skipped blocks hand their input
 through unchanged, and the cache-building forward counts the tokens it was given."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import torch
 
 from refusal_tokens import tiny
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))
-spec = importlib.util.spec_from_file_location("sft_throughput", BENCH / "sft_throughput.py")
-sft_throughput = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sft_throughput)
+from .bench_scripts import load
+
+sft_throughput = load("sft_throughput")
 
 
 def test_skipped_blocks_pass_their_input_through(tmp_path):
