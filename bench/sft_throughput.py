@@ -1,7 +1,7 @@
 """SFT throughput on this machine: training settings side by side in one run, through TRL's SFTTrainer.
 
     python bench/sft_throughput.py [--model models/smollm2-135m/init/single-words] [--steps 6] [--warmup 2]
-                                   [--settings padded,padding_free,freeze15] [--with-trl-defaults] [--profile freeze15]
+                                   [--settings freeze15_before,freeze15] [--with-trl-defaults] [--profile freeze15]
 
 Every setting sees the same model, data (the r33 mix, single scheme, rows ≤ max_length), seed and batch of 8, and
 trains ``warmup + steps`` steps; the first ``warmup`` are not timed. ``--profile SETTING`` runs that setting once
@@ -11,6 +11,10 @@ default is ``freeze15``):
 - ``padded``: fp32, no gradient checkpointing, rows padded to the longest in the batch (the earlier default);
 - ``padding_free``: the same rows concatenated with restarting position ids (TRL ``padding_free=True``);
 - ``freeze15`` / ``freeze20``: padding-free, and the bottom 15 / 20 of 30 blocks frozen (backward stops there);
+- ``freeze15_before``: ``freeze15`` with ``exact_cpu_speedups: false`` (``refusal_tokens.cpu``: glibc keeping freed
+  memory, and the LM head's in-place gradient tile, both bit-identical): the default as it was before them. Keeping
+  freed memory is process-wide and cannot be undone, so settings with ``exact_cpu_speedups: false`` run first
+  whatever their place in ``--settings``; their loss must equal ``freeze15``'s to the last digit;
 - ``freeze15_fullhead``: ``freeze15`` with TRL's own CPU behaviour for the fused LM head, which projects every
   position, prompt tokens included (``completion_head_only: false``; every other setting projects only the
   completion positions, as TRL does on CUDA);
@@ -131,7 +135,7 @@ def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False, pr
     if profiler:  # timings under the profiler are not comparable: only where the time goes is kept
         return {"setting": label, "profiled_steps": steps, "time_shares": time_shares(profiler)}
     return {"setting": label, "padding_free": cfg.padding_free, "freeze_layers": cfg.freeze_layers,
-            "completion_head_only": cfg.completion_head_only,
+            "completion_head_only": cfg.completion_head_only, "exact_cpu_speedups": cfg.exact_cpu_speedups,
             "bf16": bool(trainer.args.bf16), "torch_compile": compiled,
             "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", False)
                                            or trainer.args.gradient_checkpointing),
@@ -145,6 +149,8 @@ def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False, pr
 SETTINGS = {
     "padded": {"padding_free": False, "freeze_layers": 0},
     "padding_free": {"padding_free": True, "freeze_layers": 0},
+    "freeze15_before": {"padding_free": True, "freeze_layers": 15, "exact_cpu_speedups": False},  # the default
+                                                                                                   # before them
     "freeze15": {"padding_free": True, "freeze_layers": 15},
     "freeze20": {"padding_free": True, "freeze_layers": 20},
     "freeze15_fullhead": {"padding_free": True, "freeze_layers": 15, "completion_head_only": False},  # TRL on CPU
@@ -221,7 +227,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=192)
-    parser.add_argument("--settings", default="padded,padding_free,freeze15")
+    parser.add_argument("--settings", default="freeze15_before,freeze15")
     parser.add_argument("--with-trl-defaults", action="store_true", help="also TRL's SFTConfig defaults (slow)")
     parser.add_argument("--profile", default="", help="also profile this setting's timed steps (torch.profiler, "
                         "one more run, not timed): where the time goes")
@@ -253,7 +259,9 @@ def main() -> None:
                        compiled=SETTINGS[name].get("compile", False), profile=profile,
                        skip=SETTINGS[name].get("skip_frozen", False), no_dw=SETTINGS[name].get("no_dw", False))
 
-    results = [run(name) for name in names]
+    # speed-ups off first: what they do to the allocator stays for the rest of the process
+    order = sorted(names, key=lambda n: SETTINGS[n].get("exact_cpu_speedups", True))
+    results = [run(name) for name in order]
     cache = None
     if "freeze15_cached" in names and "freeze15" in names:
         import yaml

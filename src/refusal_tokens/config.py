@@ -223,6 +223,7 @@ class TrainSettings(Section):
     padding_free: Bool = False
     freeze_layers: Int = Field(0, ge=0, description="bottom decoder blocks frozen; 0 = full fine-tuning")
     completion_head_only: Bool = True
+    exact_cpu_speedups: Bool = True
     max_train_rows: Int = Field(0, ge=0, description="0 = every row of the train split")
     eval_rows: Int = Field(64, ge=1, description="validation rows for the loss")
     score_rows: Int = Field(0, ge=0, description="validation prompts scored for p(token); 0 = all")

@@ -71,6 +71,11 @@ class TrainConfig:
     # bench/sft_throughput.py, setting freeze15_fullhead). True: the head projects completion positions only, on
     # every device (completion_head_only); same loss and gradients up to float rounding (tests/test_train.py).
     completion_head_only: bool = True
+    # CPU only, and no number changes (refusal_tokens.cpu): freed memory stays in the process instead of coming back
+    # as fresh zero-filled pages each step, and TRL's LM-head backward builds the logits gradient with one scratch
+    # tensor instead of a dozen, with the same float operations (bit-identical gradients: tests/test_cpu.py).
+    # bench/sft_throughput.py times the default with them off ("freeze15_before") and on, in one run.
+    exact_cpu_speedups: bool = True
     max_train_rows: int = 0  # 0 = every row of the train split
     eval_rows: int = 64  # validation rows for the loss (a fixed subset: loss is the costly part)
     score_rows: int = 0  # validation prompts scored for p(token) at the end; 0 = all
@@ -517,6 +522,13 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
               f"{device} run is data parallel (every process holds the whole model)", file=sys.stderr)
     if cfg.completion_head_only:
         completion_head_only(trainer)
+    from . import cpu
+
+    if cfg.exact_cpu_speedups and device == "cpu":
+        cpu.retain_freed_memory()  # process-wide and sticky: bench/sft_throughput.py runs the "off" setting first
+        cpu.in_place_head_backward()
+    else:
+        cpu.restore_head_backward()
     return Prepared(trainer, tokenizer, args, device, scored, curve, too_long, probe, trainable)
 
 
