@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 M_TRIM_THRESHOLD = -1  # glibc malloc.h
 M_MMAP_THRESHOLD = -3
@@ -29,6 +30,7 @@ MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit (DEFAULT_MMAP
 TRIM_NEVER = 2**31 - 1  # bytes of free heap top kept before trimming (mallopt takes an int)
 
 
+@functools.cache  # process-wide settings: applied once (find_library runs a subprocess)
 def retain_freed_memory() -> bool:
     """Keep freed memory in the process (see the module docstring). True when glibc accepted both settings."""
     name = ctypes.util.find_library("c")
