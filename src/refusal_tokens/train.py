@@ -72,8 +72,8 @@ class TrainConfig:
     # every device (completion_head_only); same loss and gradients up to float rounding (tests/test_train.py).
     completion_head_only: bool = True
     # CPU only, and no number changes (refusal_tokens.cpu): freed memory stays in the process instead of coming back
-    # as fresh zero-filled pages each step, and TRL's LM-head backward builds the logits gradient with one scratch
-    # tensor instead of a dozen, with the same float operations (bit-identical gradients: tests/test_cpu.py).
+    # as fresh zero-filled pages each step, and TRL's LM-head backward builds the logits gradient in place instead
+    # of in a dozen new tensors, with the same float operations (bit-identical gradients: tests/test_cpu.py).
     # bench/sft_throughput.py times the default with them off ("freeze15_before") and on, in one run.
     exact_cpu_speedups: bool = True
     max_train_rows: int = 0  # 0 = every row of the train split
