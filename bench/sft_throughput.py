@@ -2,6 +2,7 @@
 
     python bench/sft_throughput.py [--model models/smollm2-135m/init/single-words] [--steps 6] [--warmup 2]
                                    [--settings freeze15_before,freeze15] [--with-trl-defaults] [--profile freeze15]
+    python bench/sft_throughput.py --alternate 3 --settings freeze15_before,freeze15 --steps 20 --warmup 3
 
 Every setting sees the same model, data (the r33 mix, single scheme, rows ≤ max_length), seed and batch of 8, and
 trains ``warmup + steps`` steps; the first ``warmup`` are not timed. ``--profile SETTING`` runs that setting once
@@ -44,6 +45,11 @@ a bf16 setting's share is of a bf16 2048³ matmul peak, measured once in the run
 steps is printed for each setting: padding must not change it (same rows, same order); freezing does. Writes what
 it printed to ``reports/bench/sft_throughput.json`` with the CPU model, its flags and torch's thread count. Asserts
 nothing.
+
+In one process the settings run one after the other, so a machine whose speed drifts (a shared host) favours the
+later ones, and ``exact_cpu_speedups: false`` always runs first. ``--alternate N`` removes both: every setting runs
+N times, each in a fresh process (it measures its own peak), in counterbalanced order (A B, B A, A B, …), and the
+ratio to the first setting is taken within each round, between neighbouring processes.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -215,6 +222,54 @@ def cache_build_cost(model_path: str, dataset, k: int, rows: int, batch: int) ->
             "train_rows": len(dataset), "train_tokens": sum(len(r) for r in dataset["input_ids"])}
 
 
+def counterbalanced(names: Sequence[str], rounds: int) -> list[tuple[int, str]]:
+    """(round, setting) in the order ``--alternate`` runs them, one process each: the settings' order reversed every
+    other round (A B, B A, A B, …), so a machine that speeds up or slows down during the bench favours none."""
+    return [(r, name) for r in range(rounds) for name in (names if r % 2 == 0 else list(reversed(names)))]
+
+
+def paired_ratios(runs: Sequence[dict], names: Sequence[str]) -> dict[str, list[float]]:
+    """Per setting after the first, its tokens/s over the first setting's, round by round (``runs``: one dict per
+    process with ``round``, ``setting`` and ``tokens_per_second``)."""
+    rate = {(r["round"], r["setting"]): r["tokens_per_second"] for r in runs}
+    rounds = sorted({r["round"] for r in runs})
+    return {name: [rate[k, name] / rate[k, names[0]] for k in rounds] for name in names[1:]}
+
+
+def alternate(opts, names: Sequence[str]) -> None:
+    """``--alternate N``: every setting N times, each in a fresh process (nothing process-wide carries over), in
+    counterbalanced order; the ratio to the first setting is taken within each round (neighbouring processes)."""
+    import json
+    import statistics
+    import subprocess
+    import tempfile
+
+    from common import provenance, write_record
+
+    runs, lines = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, name in counterbalanced(names, opts.alternate):
+            out = Path(tmp) / f"{k}-{name}.json"
+            subprocess.run([sys.executable, __file__, "--settings", name, "--steps", str(opts.steps), "--warmup",
+                            str(opts.warmup), "--model", opts.model, "--data", opts.data, "--batch", str(opts.batch),
+                            "--max-length", str(opts.max_length), "--out", str(out)], check=True)
+            child = json.loads(out.read_text())
+            run = {**child["runs"][0], "round": k, "gemm_peak_gflops": child["gemm_peak_gflops"]}
+            runs.append(run)
+            lines.append(f"round {k + 1}  {name:16s} {run['tokens_per_second']:7.1f} tokens/s  "
+                         f"{run['share_of_peak']:5.1%} of its process's fp32 peak "
+                         f"({max(run['gemm_peak_gflops']):.0f} GFLOP/s)  loss after step "
+                         f"{opts.warmup + opts.steps}: {run['loss_last_step']:.3f}")
+    ratios = paired_ratios(runs, names)
+    for name, values in ratios.items():
+        lines.append(f"{name} vs {names[0]}, round by round: " + ", ".join(f"{v:.2f}×" for v in values)
+                     + f"; median {statistics.median(values):.2f}×")
+    print("\n".join(lines))
+    write_record(opts.out, {"script": "bench/sft_throughput.py", **provenance(), "alternate": opts.alternate,
+                            "order": [f"{k + 1}:{n}" for k, n in counterbalanced(names, opts.alternate)],
+                            "printed": lines, "runs": runs, "ratios": ratios})
+
+
 def main() -> None:
     from common import gemm_peak, provenance, write_record
 
@@ -234,11 +289,18 @@ def main() -> None:
     parser.add_argument("--run-steps", type=int, default=0, help="steps of the run the cache ceiling is projected "
                         "onto (0: params.yaml's train.common.max_steps)")
     parser.add_argument("--cache-rows", type=int, default=256, help="train rows the cache-building forward is timed on")
+    parser.add_argument("--alternate", type=int, default=0, help="run every setting this many times, each in its "
+                        "own process, in counterbalanced order (A B, B A, …); ratios taken round by round")
     parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "sft_throughput.json"))
     opts = parser.parse_args()
     for name in [*opts.settings.split(","), *([opts.profile] if opts.profile else [])]:
         if name not in SETTINGS:
             parser.error(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
+    if opts.alternate:
+        if opts.alternate < 0 or opts.profile or opts.with_trl_defaults or "freeze15_cached" in opts.settings:
+            parser.error("--alternate N (N ≥ 1) times plain settings: not with --profile, --with-trl-defaults "
+                         "or freeze15_cached (its cache cost needs freeze15 in the same process)")
+        return alternate(opts, opts.settings.split(","))
 
     def config(name: str, **extra) -> "train.TrainConfig":
         return train.TrainConfig.from_mapping(dict(

@@ -1,5 +1,6 @@
 """bench/sft_throughput.py's frozen-block cache ceiling on a tiny random model: the skipped blocks hand their input
-through unchanged, and the cache-building forward counts the tokens it was given."""
+through unchanged, and the cache-building forward counts the tokens it was given; ``--alternate``'s order and its
+round-by-round ratios, by hand."""
 
 import torch
 
@@ -55,3 +56,15 @@ def test_without_weight_gradients_backward_still_reaches_the_top_blocks_input():
     assert seen[0].requires_grad                           # … but the activations there carry one
     assert all(p.grad is None for p in model.get_decoder().layers[0].parameters())  # the cut detaches, as
     assert model.get_input_embeddings().weight.grad is not None  # freeze_bottom does; the tied head still learns
+
+
+def test_alternate_reverses_the_order_every_other_round():
+    assert sft_throughput.counterbalanced(["A", "B"], 3) == [(0, "A"), (0, "B"), (1, "B"), (1, "A"), (2, "A"), (2, "B")]
+
+
+def test_ratios_are_taken_within_each_round():
+    runs = [{"round": 0, "setting": "A", "tokens_per_second": 100.0},
+            {"round": 0, "setting": "B", "tokens_per_second": 120.0},
+            {"round": 1, "setting": "B", "tokens_per_second": 150.0},   # a faster machine in round 2: ratio 1.5
+            {"round": 1, "setting": "A", "tokens_per_second": 100.0}]
+    assert sft_throughput.paired_ratios(runs, ["A", "B"]) == {"B": [1.2, 1.5]}
