@@ -12,6 +12,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def counterbalanced(names, rounds: int) -> list[tuple[int, str]]:
+    """(round, setting) in the order a bench runs them: the settings' order reversed every other round (A B, B A,
+    A B, …), so a machine that speeds up or slows down during the bench favours none of them."""
+    return [(r, name) for r in range(rounds) for name in (list(names) if r % 2 == 0 else list(reversed(names)))]
+
+
 def coconot_sample(n: int) -> list[dict]:
     """A stratified sample of CoCoNot original + contrast prompts (the calibration prompts), as benchmark rows."""
     from refusal_tokens import benchmarks

@@ -4,7 +4,7 @@ unforced response where the top token is not a scheme token) generated pair by p
 side in one run, response by response.
 
     python bench/generation.py [--model models/smollm2-135m/sft/single_r33] [--prompts 96] [--max-new-tokens 16]
-                               [--batch-size 32] [--max-tokens 2048]
+                               [--batch-size 32] [--max-tokens 2048] [--rounds 1]
 
 Prompts: a stratified sample of CoCoNot original + contrast (the calibration prompts). Settings, each timed on the
 same pairs after one warm-up: the reference at ``--batch-size`` sequences per batch; pair by pair at 4 × that with
@@ -18,6 +18,8 @@ rounding at a near-tie, and is printed). Each setting's useful work is counted i
 must run, forced and new tokens; padding not counted) against the fp32 GEMM peak measured in the same run: the share
 of peak says how much faster the same work could still run, and the prefill the sharing removes bounds what sharing
 alone can save.
+``--rounds N`` runs the settings N times, their order reversed every other round, and takes each speed-up against the
+reference of its own round, so that a machine whose speed drifts during the bench favours no setting.
 Writes what it printed to ``reports/bench/generation.json`` (with the command, the date, the CPU). Asserts nothing.
 """
 
@@ -33,7 +35,9 @@ sys.path.insert(0, str(HERE))
 
 
 def main() -> None:
-    from common import coconot_sample, gemm_peak, load_model, provenance, write_record
+    import statistics
+
+    from common import coconot_sample, counterbalanced, gemm_peak, load_model, provenance, write_record
 
     from refusal_tokens import control
     from refusal_tokens.scoring import chat_prompts
@@ -46,8 +50,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="the reference's sequences per batch")
     parser.add_argument("--max-tokens", type=int, default=2048,
                         help="padded prompt tokens per batch for the largest shared-prefill setting")
+    parser.add_argument("--rounds", type=int, default=1, help="run the settings this many times, their order "
+                        "reversed every other round; each speed-up is taken against the reference of its own round")
     parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "generation.json"))
     opts = parser.parse_args()
+    if opts.rounds < 1:
+        parser.error("--rounds must be at least 1")
     model, tok = load_model(opts.model)
     convs = [r["conversation"] for r in coconot_sample(opts.prompts)]
     scores = control.score(model, tok, convs, opts.scheme, batch_size=32, max_tokens=1024)
@@ -75,17 +83,24 @@ def main() -> None:
     head = config.vocab_size * config.hidden_size  # the LM head (tied to the embedding): counted per new token
     peak = gemm_peak()
     control.HFBackend(model, tok, batch_size=4).continue_from(conversations[:4], firsts[:4], 4)  # warm-up
-    results, reference = [], None
-    for name, kwargs in settings.items():
-        backend = control.HFBackend(model, tok, **kwargs)
+    results, reference, runs = [], None, {}
+    first = next(iter(settings))  # the reference: it runs first in round 1, so its texts are there for the others
+    for k, name in counterbalanced(list(settings), opts.rounds):
+        backend = control.HFBackend(model, tok, **settings[name])
         start = time.perf_counter()
         texts = backend.continue_from(conversations, firsts, opts.max_new_tokens)
-        seconds = time.perf_counter() - start
-        reference = reference or (seconds, texts)
-        flops = 2 * non_embedding * (backend.prompt_tokens + backend.generated_tokens) + \
-            2 * head * backend.generated_tokens
-        results.append(_result(name, kwargs, seconds, texts, reference, firsts, backend.generated_tokens,
-                               backend.prompt_tokens, flops, peak))
+        runs[k, name] = (time.perf_counter() - start, texts, backend)
+        reference = reference or runs[k, first][:2]
+    for k in range(opts.rounds):  # in settings order, each against its own round's reference time
+        if opts.rounds > 1:
+            print(f"round {k + 1} ({'settings in this order' if k % 2 == 0 else 'run in the reverse order'})")
+        for name, kwargs in settings.items():
+            seconds, texts, backend = runs[k, name]
+            flops = 2 * non_embedding * (backend.prompt_tokens + backend.generated_tokens) + \
+                2 * head * backend.generated_tokens
+            results.append({"round": k + 1, **_result(name, kwargs, seconds, texts, (runs[k, first][0], reference[1]),
+                                                      firsts, backend.generated_tokens, backend.prompt_tokens, flops,
+                                                      peak)})
     try:
         import ctranslate2  # noqa: F401  (optional: pip install ctranslate2)
     except ImportError:
@@ -101,8 +116,13 @@ def main() -> None:
              f"the shared prompt forward runs {shared_work} prompt positions instead of {pairs_work} "
              f"({1 - shared_work / pairs_work:.0%} fewer; prefill alone could run {pairs_work / shared_work:.2f}× "
              f"faster)"]
+    if opts.rounds > 1:
+        for name in settings:
+            ups = [r["speedup_vs_reference"] for r in results if r["setting"] == name]
+            lines.append(f"{name}: ×" + ", ×".join(f"{u:.2f}" for u in ups) + f" by round; median ×"
+                         f"{statistics.median(ups):.2f}")
     print("\n".join(lines))
-    record = {"script": "bench/generation.py", "prompts": len(convs), "responses": len(pairs), "unforced": n_free,
+    record = {"rounds": opts.rounds, "script": "bench/generation.py", "prompts": len(convs), "responses": len(pairs), "unforced": n_free,
               "max_new_tokens": opts.max_new_tokens, "model": opts.model, "gemm_peak_gflops": round(peak, 1),
               "flops_counted": "2 × non-embedding parameters per prompt position run and per new token, plus "
                                "2 × vocab × hidden (the LM head) per new token; attention and padding not counted",

@@ -65,6 +65,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from common import counterbalanced  # noqa: E402  (bench/ on the path first)
+
 
 def flops_per_step(model, tokens: int, completion_tokens: int, rows: int, trainable_block_share: float) -> float:
     cfg = model.config
@@ -220,12 +222,6 @@ def cache_build_cost(model_path: str, dataset, k: int, rows: int, batch: int) ->
     tokens = sum(len(r) for r in ids)
     return {"rows": len(ids), "tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds,
             "train_rows": len(dataset), "train_tokens": sum(len(r) for r in dataset["input_ids"])}
-
-
-def counterbalanced(names: Sequence[str], rounds: int) -> list[tuple[int, str]]:
-    """(round, setting) in the order ``--alternate`` runs them, one process each: the settings' order reversed every
-    other round (A B, B A, A B, …), so a machine that speeds up or slows down during the bench favours none."""
-    return [(r, name) for r in range(rounds) for name in (names if r % 2 == 0 else list(reversed(names)))]
 
 
 def paired_ratios(runs: Sequence[dict], names: Sequence[str]) -> dict[str, list[float]]:
