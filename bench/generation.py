@@ -83,14 +83,14 @@ def main() -> None:
     head = config.vocab_size * config.hidden_size  # the LM head (tied to the embedding): counted per new token
     peak = gemm_peak()
     control.HFBackend(model, tok, batch_size=4).continue_from(conversations[:4], firsts[:4], 4)  # warm-up
-    results, reference, runs = [], None, {}
-    first = next(iter(settings))  # the reference: it runs first in round 1, so its texts are there for the others
+    results, runs = [], {}
     for k, name in counterbalanced(list(settings), opts.rounds):
         backend = control.HFBackend(model, tok, **settings[name])
         start = time.perf_counter()
         texts = backend.continue_from(conversations, firsts, opts.max_new_tokens)
         runs[k, name] = (time.perf_counter() - start, texts, backend)
-        reference = reference or runs[k, first][:2]
+    first = next(iter(settings))  # the reference setting; round 1's run of it gives the texts everything is compared to
+    reference = runs[0, first][:2]
     for k in range(opts.rounds):  # in settings order, each against its own round's reference time
         if opts.rounds > 1:
             print(f"round {k + 1} ({'settings in this order' if k % 2 == 0 else 'run in the reverse order'})")
@@ -122,7 +122,8 @@ def main() -> None:
             lines.append(f"{name}: ×" + ", ×".join(f"{u:.2f}" for u in ups) + f" by round; median ×"
                          f"{statistics.median(ups):.2f}")
     print("\n".join(lines))
-    record = {"rounds": opts.rounds, "script": "bench/generation.py", "prompts": len(convs), "responses": len(pairs), "unforced": n_free,
+    record = {"script": "bench/generation.py", "rounds": opts.rounds, "prompts": len(convs), "responses": len(pairs),
+              "unforced": n_free,
               "max_new_tokens": opts.max_new_tokens, "model": opts.model, "gemm_peak_gflops": round(peak, 1),
               "flops_counted": "2 × non-embedding parameters per prompt position run and per new token, plus "
                                "2 × vocab × hidden (the LM head) per new token; attention and padding not counted",
