@@ -5,8 +5,10 @@ several steps of one run, and recorded in ``reports/bench/dev_selection.json``. 
     python bench/dev_selection.py --name p20 --share 0.2 --score-at 120 180 240
     python bench/dev_selection.py --summary        # every record, and the setting the rule picks
 
-The learning rate is constant with no warmup, so the model at step 120 of a 240-step run is the model a 120-step
-run would save (same data order, same updates): one run scores every budget up to its last step.
+With the default constant learning rate and no warmup, the model at step 120 of a 240-step run is the model a
+120-step run would save (same data order, same updates): one run scores every budget up to its last step. A schedule
+that depends on the run's length (``--set lr_scheduler_type=cosine --set warmup_ratio=0.1``, the paper's) is scored
+at its last step only, one run per budget; records are grouped by schedule as well as by the settings above.
 
 Dev metrics at each scored step (``refusal_tokens.sources``, role "dev"):
 - ``auroc_coconot_dev``: p([refuse]) separating CoCoNot original's dev part (should refuse) from CoCoNot contrast's
@@ -165,6 +167,13 @@ def main() -> None:
         return summary(Path(opts.out))
     if not opts.name:
         parser.error("--name is required")
+    params = yaml.safe_load((HERE.parent / "params.yaml").read_text())
+    common = dict(params["train"]["common"])
+    parse_sets(opts.set, dict(params["data"]), common, parser.error)  # on copies: only to read the schedule
+    if (common["lr_scheduler_type"] != "constant" or common["warmup_ratio"]) and len(set(opts.score_at)) > 1:
+        parser.error(f"--score-at {' '.join(map(str, opts.score_at))}: with a {schedule(common)} schedule the model at "
+                     "an earlier step is not what a run of that many steps saves (the rate depends on the run's "
+                     "length); score only the last step, one run per budget")
     start = time.perf_counter()
     cfg, record, _ = prepare(opts.name, opts.share, opts.set, max(opts.score_at), parser.error, "dev_selection")
     record["steps"] = {}
@@ -186,8 +195,14 @@ SETTING_KEYS = ("freeze_layers", "learning_rate", "lr_scheduler_type", "warmup_r
                 "max_length", "seed")
 
 
+def schedule(train: dict) -> str:
+    """The learning-rate schedule a record names: ``constant``, or e.g. ``cosine, warmup 0.1``."""
+    name, warmup = train.get("lr_scheduler_type", "constant"), train.get("warmup_ratio", 0.0)
+    return name if not warmup else f"{name}, warmup {warmup:g}"
+
+
 def settings(runs: list[dict]) -> dict[tuple, list[dict]]:
-    """``(share, size, freeze, lr, max_length, steps) → [dev metrics per seed]``."""
+    """``(share, size, freeze, lr, max_length, steps, schedule) → [dev metrics per seed]``."""
     from collections import defaultdict
 
     groups = defaultdict(list)
@@ -195,7 +210,7 @@ def settings(runs: list[dict]) -> dict[tuple, list[dict]]:
         t = run["train"]
         for step, scores in run["steps"].items():
             groups[(run["share"], run["size"], t["freeze_layers"], t["learning_rate"], t["max_length"],
-                    int(step))].append({**scores, "seed": t["seed"]})
+                    int(step), schedule(t))].append({**scores, "seed": t["seed"]})
     return groups
 
 
@@ -205,7 +220,7 @@ def choose(runs: list[dict]) -> tuple[tuple, dict] | None:
     for key, scores in settings(runs).items():
         mean = {k: sum(s[k] for s in scores) / len(scores) for k in ("auroc_coconot_dev", "auroc_harm_dev",
                                                                       "benign_dev_refusal")}
-        if mean["benign_dev_refusal"] > MAX_BENIGN_REFUSAL:
+        if mean["benign_dev_refusal"] > MAX_BENIGN_REFUSAL + 1e-9:  # (0.02 + 0.08 + 0.05) / 3 = 0.05000000000000001
             continue
         value = mean["auroc_coconot_dev"] + mean["auroc_harm_dev"]
         cost = (key[5], -key[2])  # fewer steps, more frozen blocks
@@ -218,17 +233,24 @@ def summary(path: Path) -> None:
     if not path.is_file():
         raise SystemExit(f"{path}: no runs recorded yet")
     runs = json.loads(path.read_text())["runs"]
-    print(f"{'share':>5s} {'size':>5s} {'freeze':>6s} {'lr':>8s} {'maxlen':>6s} {'steps':>5s} {'seeds':>5s} "
-          f"{'CoCoNot dev':>11s} {'harm dev':>8s} {'benign refused':>14s}")
+    print(f"{'share':>5s} {'size':>5s} {'freeze':>6s} {'lr':>8s} {'schedule':>19s} {'maxlen':>6s} {'steps':>5s} "
+          f"{'seeds':>5s} "
+          f"{'CoCoNot dev':>11s} {'harm dev':>8s} {'benign refused':>14s}   over seeds: sum min-max, refused min-max")
     for key, scores in sorted(settings(runs).items()):
         def cell(k):
             return sum(s[k] for s in scores) / len(scores)
-        print(f"{key[0]:5.2f} {key[1]:5d} {key[2]:6d} {key[3]:8.1e} {key[4]:6d} {key[5]:5d} {len(scores):5d} "
-              f"{cell('auroc_coconot_dev'):11.3f} {cell('auroc_harm_dev'):8.3f} {cell('benign_dev_refusal'):14.1%}")
+        sums = [s["auroc_coconot_dev"] + s["auroc_harm_dev"] for s in scores]
+        refused = [s["benign_dev_refusal"] for s in scores]
+        spread = (f"   {min(sums):.3f}-{max(sums):.3f}, {min(refused):.1%}-{max(refused):.1%}" if len(scores) > 1
+                  else "")
+        print(f"{key[0]:5.2f} {key[1]:5d} {key[2]:6d} {key[3]:8.1e} {key[6]:>19s} {key[4]:6d} {key[5]:5d} "
+              f"{len(scores):5d} "
+              f"{cell('auroc_coconot_dev'):11.3f} {cell('auroc_harm_dev'):8.3f} {cell('benign_dev_refusal'):14.1%}"
+              f"{spread}")
     chosen = choose(runs)
     print("rule:", RULE)
     print("chosen:", "none qualifies" if chosen is None else
-          f"share {chosen[0][0]}, size {chosen[0][1]}, freeze {chosen[0][2]}, lr {chosen[0][3]}, "
+          f"share {chosen[0][0]}, size {chosen[0][1]}, freeze {chosen[0][2]}, lr {chosen[0][3]} ({chosen[0][6]}), "
           f"max_length {chosen[0][4]}, {chosen[0][5]} steps → {json.dumps(chosen[1])}")
 
 
