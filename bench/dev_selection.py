@@ -109,10 +109,11 @@ def parse_sets(items, data: dict, common: dict, error) -> dict:
     return overrides
 
 
-def prepare(name: str, share: float | None, sets, steps: int, error, out_root: str) -> tuple:
+def prepare(name: str, share: float | None, sets, steps: int, error, out_root: str, check=None) -> tuple:
     """Build the main mix (``params.yaml: data`` with ``refusal_proportions: [share]``, decontaminated against every
     eval, dev and judge set) under ``build/<out_root>/<name>/`` and the single-token training config for it, as
-    ``train@single_*`` trains; returns ``(cfg, record, mix)``."""
+    ``train@single_*`` trains; returns ``(cfg, record, mix)``. ``check(common)``, if given, sees the resolved
+    ``train.common`` before anything is built (it may stop the run through ``error``)."""
     from refusal_tokens import config, mixing, sources, train
     from refusal_tokens.decontaminate import EvalIndex
 
@@ -122,6 +123,8 @@ def prepare(name: str, share: float | None, sets, steps: int, error, out_root: s
     data = {**params["data"], "refusal_proportions": [share], "extra_mixes": {}}
     common = dict(params["train"]["common"])
     overrides = parse_sets(sets, data, common, error)
+    if check is not None:
+        check(common)
     root = HERE.parent / "build" / out_root / name
     names = [n for n, s in sources.SOURCES.items() if s.role in ("eval", "judge", "dev") and not s.hub]
     evals = {n: r for n in names if (r := sources.try_load(n, mirror)[0])}
@@ -167,15 +170,16 @@ def main() -> None:
         return summary(Path(opts.out))
     if not opts.name:
         parser.error("--name is required")
-    params = yaml.safe_load((HERE.parent / "params.yaml").read_text())
-    common = dict(params["train"]["common"])
-    parse_sets(opts.set, dict(params["data"]), common, parser.error)  # on copies: only to read the schedule
-    if (common["lr_scheduler_type"] != "constant" or common["warmup_ratio"]) and len(set(opts.score_at)) > 1:
-        parser.error(f"--score-at {' '.join(map(str, opts.score_at))}: with a {schedule(common)} schedule the model at "
-                     "an earlier step is not what a run of that many steps saves (the rate depends on the run's "
-                     "length); score only the last step, one run per budget")
+
+    def one_step_if_the_rate_depends_on_length(common: dict) -> None:
+        if (common["lr_scheduler_type"] != "constant" or common["warmup_ratio"]) and len(set(opts.score_at)) > 1:
+            parser.error(f"--score-at {' '.join(map(str, opts.score_at))}: with a {schedule(common)} schedule the "
+                         "model at an earlier step is not what a run of that many steps saves (the rate depends on "
+                         "the run's length); score only the last step, one run per budget")
+
     start = time.perf_counter()
-    cfg, record, _ = prepare(opts.name, opts.share, opts.set, max(opts.score_at), parser.error, "dev_selection")
+    cfg, record, _ = prepare(opts.name, opts.share, opts.set, max(opts.score_at), parser.error, "dev_selection",
+                             check=one_step_if_the_rate_depends_on_length)
     record["steps"] = {}
     rows = dev_rows(os.environ.get("REFUSAL_TOKENS_MIRROR"))
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
@@ -234,8 +238,8 @@ def summary(path: Path) -> None:
         raise SystemExit(f"{path}: no runs recorded yet")
     runs = json.loads(path.read_text())["runs"]
     print(f"{'share':>5s} {'size':>5s} {'freeze':>6s} {'lr':>8s} {'schedule':>19s} {'maxlen':>6s} {'steps':>5s} "
-          f"{'seeds':>5s} "
-          f"{'CoCoNot dev':>11s} {'harm dev':>8s} {'benign refused':>14s}   over seeds: sum min-max, refused min-max")
+          f"{'seeds':>5s} {'CoCoNot dev':>11s} {'harm dev':>8s} {'benign refused':>14s}"
+          "   over seeds: sum min-max, refused min-max")
     for key, scores in sorted(settings(runs).items()):
         def cell(k):
             return sum(s[k] for s in scores) / len(scores)
@@ -244,9 +248,8 @@ def summary(path: Path) -> None:
         spread = (f"   {min(sums):.3f}-{max(sums):.3f}, {min(refused):.1%}-{max(refused):.1%}" if len(scores) > 1
                   else "")
         print(f"{key[0]:5.2f} {key[1]:5d} {key[2]:6d} {key[3]:8.1e} {key[6]:>19s} {key[4]:6d} {key[5]:5d} "
-              f"{len(scores):5d} "
-              f"{cell('auroc_coconot_dev'):11.3f} {cell('auroc_harm_dev'):8.3f} {cell('benign_dev_refusal'):14.1%}"
-              f"{spread}")
+              f"{len(scores):5d} {cell('auroc_coconot_dev'):11.3f} {cell('auroc_harm_dev'):8.3f} "
+              f"{cell('benign_dev_refusal'):14.1%}{spread}")
     chosen = choose(runs)
     print("rule:", RULE)
     print("chosen:", "none qualifies" if chosen is None else
