@@ -8,10 +8,13 @@ side in one run, response by response.
 
 Prompts: a stratified sample of CoCoNot original + contrast (the calibration prompts). Settings, each timed on the
 same pairs after one warm-up: the reference at ``--batch-size`` sequences per batch; pair by pair at 4 × that with
-at most 2 × ``--max-tokens`` padded tokens (as wide as the last shared setting: what larger batches alone give); the
+at most 2 × ``--max-tokens`` padded tokens (as wide as the default: what larger batches alone give); the
 shared prefill at ``--batch-size`` / 2 distinct prompts (≈ the same number of sequences decoded at once), at
-``--batch-size`` prompts, and at twice that with at most ``--max-tokens`` padded prompt tokens per batch (long
-prompts in smaller batches); and, when the ``ctranslate2`` package is installed, CTranslate2's fp32 generator on the
+``--batch-size`` prompts, at twice that with at most ``--max-tokens`` padded prompt tokens per batch (long
+prompts in smaller batches: the study's default), at four times that with twice the tokens (wider decode steps),
+and two candidates for the default, defined here: its key/value cache preallocated (transformers' ``StaticCache``:
+no concatenation per decode step), and its forced and unforced continuations decoded in one ``generate`` call per
+batch instead of one per kind; and, when the ``ctranslate2`` package is installed, CTranslate2's fp32 generator on the
 same pairs (a C++ inference engine; not a dependency of the study). Every setting's responses are compared with the
 reference's (fp32: the share identical; a difference comes from a different batch composition changing float
 rounding at a near-tie, and is printed). Each setting's useful work is counted in model FLOPs (prompt positions it
@@ -72,12 +75,21 @@ def main() -> None:
     settings = {
         f"pair by pair, batch {b} (reference)": dict(share_prefill=False, batch_size=b),
         f"pair by pair, batch {4 * b}, ≤{2 * opts.max_tokens} padded tokens": dict(
-            share_prefill=False, batch_size=4 * b, max_tokens=2 * opts.max_tokens),  # the last setting's width
+            share_prefill=False, batch_size=4 * b, max_tokens=2 * opts.max_tokens),  # ≈ the default's width (2b prompts)
         f"shared prefill, {b // 2} prompts per batch": dict(share_prefill=True, batch_size=b // 2),
         f"shared prefill, {b} prompts per batch": dict(share_prefill=True, batch_size=b),
         f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens": dict(
             share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens),
+        f"shared prefill, {4 * b} prompts, ≤{2 * opts.max_tokens} padded tokens": dict(
+            share_prefill=True, batch_size=4 * b, max_tokens=2 * opts.max_tokens),  # wider decode steps
+        # the study's default (the 2b-prompt setting) with its key/value cache preallocated: no per-step concatenation
+        f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens, static cache": dict(
+            share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens, candidate="static cache"),
+        # the default with forced and unforced continuations decoded in one generate call per batch
+        f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens, one decode call": dict(
+            share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens, candidate="one decode call"),
     }
+    candidates = {"static cache": _static_backend(), "one decode call": _one_call_backend()}
     config = model.config
     non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
     head = config.vocab_size * config.hidden_size  # the LM head (tied to the embedding): counted per new token
@@ -85,7 +97,8 @@ def main() -> None:
     control.HFBackend(model, tok, batch_size=4).continue_from(conversations[:4], firsts[:4], 4)  # warm-up
     results, runs = [], {}
     for k, name in counterbalanced(list(settings), opts.rounds):
-        backend = control.HFBackend(model, tok, **settings[name])
+        kwargs = dict(settings[name])
+        backend = candidates.get(kwargs.pop("candidate", None), control.HFBackend)(model, tok, **kwargs)
         start = time.perf_counter()
         texts = backend.continue_from(conversations, firsts, opts.max_new_tokens)
         runs[k, name] = (time.perf_counter() - start, texts, backend)
@@ -129,6 +142,74 @@ def main() -> None:
                                "2 × vocab × hidden (the LM head) per new token; attention and padding not counted",
               "results": results, "summary": lines, **provenance()}
     write_record(opts.out, record)
+
+
+def _static_backend():
+    """``control.HFBackend`` whose shared prompt forward fills a preallocated key/value cache (transformers'
+    ``StaticCache``: every decode step writes its keys in place instead of concatenating the cache, and attends over
+    the whole preallocated length, masked). A candidate for the default, measured here first."""
+    import copy
+
+    import torch
+    from transformers import StaticCache
+
+    from refusal_tokens import control
+    from refusal_tokens.scoring import left_pad
+
+    class StaticCacheBackend(control.HFBackend):
+        def _shared(self, groups, prompts, firsts, max_new_tokens, texts):
+            tok = self.tokenizer
+            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            device = next(self.model.parameters()).device
+            ids, mask = left_pad([prompts[g[0]][:-1] for g in groups], pad)
+            self.prompt_tokens += sum(len(prompts[g[0]]) - 1 for g in groups)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            # the prompt but its last token, then ≤ 2 tail positions (last token, forced token) and the new tokens
+            cache = StaticCache(config=self.model.config, max_cache_len=ids.shape[1] + 2 + max_new_tokens)
+            self.model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                       cache=cache, use_cache=True, logits_to_keep=1)
+            kinds = [kind for kind in (True, False) if any((firsts[i] is not None) == kind for g in groups for i in g)]
+            for n, kind in enumerate(kinds):
+                pairs = [(slot, i) for slot, g in enumerate(groups) for i in g if (firsts[i] is not None) == kind]
+                index = torch.tensor([slot for slot, _ in pairs])
+                own = cache if n == len(kinds) - 1 else copy.deepcopy(cache)
+                own.reorder_cache(index.to(device))
+                rows = [i for _, i in pairs]
+                self._generate(rows, [prompts[i][-1:] + ([firsts[i]] if kind else []) for i in rows], own,
+                               (ids[index], mask[index]), max_new_tokens, texts)
+
+    return StaticCacheBackend
+
+
+def _one_call_backend():
+    """``control.HFBackend`` whose shared prompt forward is continued by ONE ``generate`` call per batch for the
+    forced and the unforced continuations together (the default makes one per kind): the unforced tail (the prompt's
+    last token) is left-padded to the forced tail's two positions, so its row holds one masked position between the
+    cached prompt and its last token; position ids follow the mask. Decode steps then run ≈1.5× wider, half as often,
+    and the cache is reordered once instead of copied. A candidate, measured here first."""
+    import torch
+
+    from refusal_tokens import control
+    from refusal_tokens.scoring import left_pad
+
+    class OneCallBackend(control.HFBackend):
+        def _shared(self, groups, prompts, firsts, max_new_tokens, texts):
+            tok = self.tokenizer
+            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            device = next(self.model.parameters()).device
+            ids, mask = left_pad([prompts[g[0]][:-1] for g in groups], pad)
+            self.prompt_tokens += sum(len(prompts[g[0]]) - 1 for g in groups)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            cache = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                               position_ids=positions.to(device), use_cache=True, logits_to_keep=1).cache
+            pairs = [(slot, i) for slot, g in enumerate(groups) for i in g]
+            index = torch.tensor([slot for slot, _ in pairs])
+            cache.reorder_cache(index.to(device))
+            rows = [i for _, i in pairs]
+            self._generate(rows, [prompts[i][-1:] + ([] if firsts[i] is None else [firsts[i]]) for i in rows], cache,
+                           (ids[index], mask[index]), max_new_tokens, texts)
+
+    return OneCallBackend
 
 
 def _result(name, kwargs, seconds, texts, reference, firsts, new_tokens, prompt_positions, flops, peak) -> dict:

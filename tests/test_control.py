@@ -104,6 +104,22 @@ def tiny_single(tmp_path_factory):
     return AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out), AutoTokenizer.from_pretrained(base)
 
 
+@pytest.fixture(scope="module")
+def tiny_varied(tiny_single):
+    """tiny_single's model with every matrix redrawn at std 0.3 (seed 0). At the default init (std 0.02) it continues
+    every prompt with the same text, so a key/value cache handed to the wrong prompt would pass unnoticed."""
+    import copy
+
+    model, tok, base = tiny_single
+    varied = copy.deepcopy(model)
+    draw = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in varied.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=draw) * 0.3)
+    return varied, tok, base
+
+
 def conversations(n: int) -> list[list[dict]]:
     return [[{"role": "user", "content": " ".join(["question", str(i)] + ["topic"] * (i % 5))}] for i in range(n)]
 
@@ -165,13 +181,13 @@ def test_exact_sweep_lookup_equals_regeneration(tiny_single, tmp_path):
 
 
 @pytest.mark.parametrize("batch_size, max_tokens", [(2, 0), (5, 0), (5, 60)])
-def test_shared_prefill_equals_generating_each_pair_from_scratch(tiny_single, batch_size, max_tokens, monkeypatch):
+def test_shared_prefill_equals_generating_each_pair_from_scratch(tiny_varied, batch_size, max_tokens, monkeypatch):
     """One prompt forward shared by [refuse], [respond] and the unforced continuation (prompts of different lengths,
     in one batch and across batches, with and without a cap on padded prompt tokens) gives the responses of
     generating every (prompt, first token) pair alone."""
     from refusal_tokens.scoring import chat_prompts
 
-    model, tok, _ = tiny_single
+    model, tok, _ = tiny_varied
     convs = conversations(5)
     pairs = [(c, t) for c in convs for t in (REFUSE, RESPOND, None)]
     pairs = pairs[::2] + pairs[1::2]  # a prompt's continuations need not be adjacent
@@ -189,7 +205,7 @@ def test_shared_prefill_equals_generating_each_pair_from_scratch(tiny_single, ba
     assert shared.prompt_tokens == sum(n - 1 for n in lengths) + len(pairs) + sum(t is not None for _, t in pairs)
     alone = [control.HFBackend(model, tok, share_prefill=False).continue_from([c], [t], max_new_tokens=6)[0]
              for c, t in pairs]
-    assert texts == alone
+    assert texts == alone and len({a for (_, t), a in zip(pairs, alone) if t == REFUSE}) == len(convs)  # per prompt
 
 
 @pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"batch_size": 2.5}, {"batch_size": True},
@@ -317,3 +333,31 @@ def test_end_of_turn_is_read_from_the_chat_template():
     assert end_of_turn_ids(tok) == [tok.convert_tokens_to_ids("<unk>"), im_end]
     tok.chat_template = None
     assert end_of_turn_ids(tok) == [tok.convert_tokens_to_ids("<unk>")]
+
+
+def test_the_bench_static_cache_candidate_equals_generating_each_pair_from_scratch(tiny_varied):
+    """bench/generation.py's candidate backend (the shared prompt forward into a preallocated key/value cache) gives
+    the responses of generating every (prompt, first token) pair alone, across batches of unequal prompt lengths."""
+    from .bench_scripts import load
+
+    model, tok, _ = tiny_varied
+    pairs = [(c, t) for c in conversations(5) for t in (REFUSE, RESPOND, None)]
+    static = load("generation")._static_backend()(model, tok, batch_size=2)
+    texts = static.continue_from([c for c, _ in pairs], [t for _, t in pairs], max_new_tokens=6)
+    alone = [control.HFBackend(model, tok, share_prefill=False).continue_from([c], [t], max_new_tokens=6)[0]
+             for c, t in pairs]
+    assert texts == alone and len({a for (_, t), a in zip(pairs, alone) if t == REFUSE}) == 5  # one per prompt
+
+
+def test_the_bench_one_call_candidate_equals_generating_each_pair_from_scratch(tiny_varied):
+    """bench/generation.py's other candidate (forced and unforced continuations of the shared prompt forward decoded
+    in one generate call, the unforced rows holding one masked position) gives the pair-by-pair responses."""
+    from .bench_scripts import load
+
+    model, tok, _ = tiny_varied
+    pairs = [(c, t) for c in conversations(5) for t in (REFUSE, RESPOND, None)]
+    one_call = load("generation")._one_call_backend()(model, tok, batch_size=2)
+    texts = one_call.continue_from([c for c, _ in pairs], [t for _, t in pairs], max_new_tokens=6)
+    alone = [control.HFBackend(model, tok, share_prefill=False).continue_from([c], [t], max_new_tokens=6)[0]
+             for c, t in pairs]
+    assert texts == alone and len({a for (_, t), a in zip(pairs, alone) if t is None}) == 5  # one per prompt
