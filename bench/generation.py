@@ -89,7 +89,7 @@ def main() -> None:
         f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens, one decode call": dict(
             share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens, candidate="one decode call"),
     }
-    candidates = {"static cache": _static_backend(), "one decode call": _one_call_backend()}
+    candidates = _candidates()
     config = model.config
     non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
     head = config.vocab_size * config.hidden_size  # the LM head (tied to the embedding): counted per new token
@@ -144,10 +144,19 @@ def main() -> None:
     write_record(opts.out, record)
 
 
-def _static_backend():
-    """``control.HFBackend`` whose shared prompt forward fills a preallocated key/value cache (transformers'
-    ``StaticCache``: every decode step writes its keys in place instead of concatenating the cache, and attends over
-    the whole preallocated length, masked). A candidate for the default, measured here first."""
+def _candidates() -> dict:
+    """Two candidates for the default ``control.HFBackend``, measured here first; both keep its shared prompt
+    forward (each distinct prompt but its last token, once) and change what follows it:
+
+    - ``static cache``: the forward fills a preallocated key/value cache (transformers' ``StaticCache``): every
+      decode step writes its keys in place instead of concatenating the cache, and attends over the whole
+      preallocated length, masked; one ``generate`` call per kind of continuation, as the default;
+    - ``one decode call``: the forced and unforced continuations of a batch are decoded by ONE ``generate`` call
+      (the default makes one per kind): the unforced tail (the prompt's last token) is left-padded to the forced
+      tail's two positions, so its row holds one masked position between the cached prompt and its last token, and
+      position ids follow the mask. Decode steps run ≈1.5× wider, half as often, and the cache is reordered once
+      instead of copied.
+    """
     import copy
 
     import torch
@@ -156,60 +165,45 @@ def _static_backend():
     from refusal_tokens import control
     from refusal_tokens.scoring import left_pad
 
-    class StaticCacheBackend(control.HFBackend):
-        def _shared(self, groups, prompts, firsts, max_new_tokens, texts):
+    class Candidate(control.HFBackend):
+        def _prefill(self, groups, prompts, cache=None):
+            """The default's shared forward: (left-padded ids, mask, the filled cache)."""
             tok = self.tokenizer
             pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
             device = next(self.model.parameters()).device
             ids, mask = left_pad([prompts[g[0]][:-1] for g in groups], pad)
             self.prompt_tokens += sum(len(prompts[g[0]]) - 1 for g in groups)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            # the prompt but its last token, then ≤ 2 tail positions (last token, forced token) and the new tokens
-            cache = StaticCache(config=self.model.config, max_cache_len=ids.shape[1] + 2 + max_new_tokens)
-            self.model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                       cache=cache, use_cache=True, logits_to_keep=1)
-            kinds = [kind for kind in (True, False) if any((firsts[i] is not None) == kind for g in groups for i in g)]
-            for n, kind in enumerate(kinds):
-                pairs = [(slot, i) for slot, g in enumerate(groups) for i in g if (firsts[i] is not None) == kind]
-                index = torch.tensor([slot for slot, _ in pairs])
-                own = cache if n == len(kinds) - 1 else copy.deepcopy(cache)
-                own.reorder_cache(index.to(device))
-                rows = [i for _, i in pairs]
-                self._generate(rows, [prompts[i][-1:] + ([firsts[i]] if kind else []) for i in rows], own,
-                               (ids[index], mask[index]), max_new_tokens, texts)
+            out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                             position_ids=positions.to(device), cache=cache, use_cache=True, logits_to_keep=1)
+            return ids, mask, out.cache
 
-    return StaticCacheBackend
-
-
-def _one_call_backend():
-    """``control.HFBackend`` whose shared prompt forward is continued by ONE ``generate`` call per batch for the
-    forced and the unforced continuations together (the default makes one per kind): the unforced tail (the prompt's
-    last token) is left-padded to the forced tail's two positions, so its row holds one masked position between the
-    cached prompt and its last token; position ids follow the mask. Decode steps then run ≈1.5× wider, half as often,
-    and the cache is reordered once instead of copied. A candidate, measured here first."""
-    import torch
-
-    from refusal_tokens import control
-    from refusal_tokens.scoring import left_pad
-
-    class OneCallBackend(control.HFBackend):
-        def _shared(self, groups, prompts, firsts, max_new_tokens, texts):
-            tok = self.tokenizer
-            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-            device = next(self.model.parameters()).device
-            ids, mask = left_pad([prompts[g[0]][:-1] for g in groups], pad)
-            self.prompt_tokens += sum(len(prompts[g[0]]) - 1 for g in groups)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            cache = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                               position_ids=positions.to(device), use_cache=True, logits_to_keep=1).cache
-            pairs = [(slot, i) for slot, g in enumerate(groups) for i in g]
+        def _continue(self, groups, prompts, firsts, kinds, cache, ids, mask, max_new_tokens, texts):
+            """One generate call over the continuations whose kind (forced or not) is in ``kinds``."""
+            pairs = [(slot, i) for slot, g in enumerate(groups) for i in g if (firsts[i] is not None) in kinds]
             index = torch.tensor([slot for slot, _ in pairs])
-            cache.reorder_cache(index.to(device))
+            cache.reorder_cache(index.to(next(self.model.parameters()).device))
             rows = [i for _, i in pairs]
             self._generate(rows, [prompts[i][-1:] + ([] if firsts[i] is None else [firsts[i]]) for i in rows], cache,
                            (ids[index], mask[index]), max_new_tokens, texts)
 
-    return OneCallBackend
+    class StaticCacheBackend(Candidate):
+        def _shared(self, groups, prompts, firsts, max_new_tokens, texts):
+            width = max(len(prompts[g[0]]) for g in groups) - 1
+            # the prompt but its last token, then ≤ 2 tail positions (last token, forced token) and the new tokens
+            ids, mask, cache = self._prefill(groups, prompts, StaticCache(config=self.model.config,
+                                                                          max_cache_len=width + 2 + max_new_tokens))
+            kinds = [kind for kind in (True, False) if any((firsts[i] is not None) == kind for g in groups for i in g)]
+            for n, kind in enumerate(kinds):
+                own = cache if n == len(kinds) - 1 else copy.deepcopy(cache)
+                self._continue(groups, prompts, firsts, {kind}, own, ids, mask, max_new_tokens, texts)
+
+    class OneCallBackend(Candidate):
+        def _shared(self, groups, prompts, firsts, max_new_tokens, texts):
+            ids, mask, cache = self._prefill(groups, prompts)
+            self._continue(groups, prompts, firsts, {True, False}, cache, ids, mask, max_new_tokens, texts)
+
+    return {"static cache": StaticCacheBackend, "one decode call": OneCallBackend}
 
 
 def _result(name, kwargs, seconds, texts, reference, firsts, new_tokens, prompt_positions, flops, peak) -> dict:

@@ -335,29 +335,19 @@ def test_end_of_turn_is_read_from_the_chat_template():
     assert end_of_turn_ids(tok) == [tok.convert_tokens_to_ids("<unk>")]
 
 
-def test_the_bench_static_cache_candidate_equals_generating_each_pair_from_scratch(tiny_varied):
-    """bench/generation.py's candidate backend (the shared prompt forward into a preallocated key/value cache) gives
-    the responses of generating every (prompt, first token) pair alone, across batches of unequal prompt lengths."""
+@pytest.mark.parametrize("candidate", ["static cache", "one decode call"])
+def test_the_bench_candidates_equal_generating_each_pair_from_scratch(tiny_varied, candidate):
+    """bench/generation.py's candidates for the default backend (its shared prompt forward into a preallocated
+    key/value cache; forced and unforced continuations decoded in one generate call, the unforced rows holding one
+    masked position) give the responses of generating every (prompt, first token) pair alone, across batches of
+    unequal prompt lengths."""
     from .bench_scripts import load
 
     model, tok, _ = tiny_varied
     pairs = [(c, t) for c in conversations(5) for t in (REFUSE, RESPOND, None)]
-    static = load("generation")._static_backend()(model, tok, batch_size=2)
-    texts = static.continue_from([c for c, _ in pairs], [t for _, t in pairs], max_new_tokens=6)
+    backend = load("generation")._candidates()[candidate](model, tok, batch_size=2)
+    texts = backend.continue_from([c for c, _ in pairs], [t for _, t in pairs], max_new_tokens=6)
     alone = [control.HFBackend(model, tok, share_prefill=False).continue_from([c], [t], max_new_tokens=6)[0]
              for c, t in pairs]
-    assert texts == alone and len({a for (_, t), a in zip(pairs, alone) if t == REFUSE}) == 5  # one per prompt
-
-
-def test_the_bench_one_call_candidate_equals_generating_each_pair_from_scratch(tiny_varied):
-    """bench/generation.py's other candidate (forced and unforced continuations of the shared prompt forward decoded
-    in one generate call, the unforced rows holding one masked position) gives the pair-by-pair responses."""
-    from .bench_scripts import load
-
-    model, tok, _ = tiny_varied
-    pairs = [(c, t) for c in conversations(5) for t in (REFUSE, RESPOND, None)]
-    one_call = load("generation")._one_call_backend()(model, tok, batch_size=2)
-    texts = one_call.continue_from([c for c, _ in pairs], [t for _, t in pairs], max_new_tokens=6)
-    alone = [control.HFBackend(model, tok, share_prefill=False).continue_from([c], [t], max_new_tokens=6)[0]
-             for c, t in pairs]
-    assert texts == alone and len({a for (_, t), a in zip(pairs, alone) if t is None}) == 5  # one per prompt
+    assert texts == alone
+    assert all(len({a for (_, t), a in zip(pairs, alone) if t == kind}) == 5 for kind in (REFUSE, None))  # per prompt
