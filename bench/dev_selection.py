@@ -172,7 +172,7 @@ def main() -> None:
         parser.error("--name is required")
 
     def one_step_if_the_rate_depends_on_length(common: dict) -> None:
-        if (common["lr_scheduler_type"] != "constant" or common["warmup_ratio"]) and len(set(opts.score_at)) > 1:
+        if schedule(common) != "constant" and len(set(opts.score_at)) > 1:
             parser.error(f"--score-at {' '.join(map(str, opts.score_at))}: with a {schedule(common)} schedule the "
                          "model at an earlier step is not what a run of that many steps saves (the rate depends on "
                          "the run's length); score only the last step, one run per budget")

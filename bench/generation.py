@@ -167,7 +167,9 @@ def _candidates() -> dict:
 
     class Candidate(control.HFBackend):
         def _prefill(self, groups, prompts, cache=None):
-            """The default's shared forward: (left-padded ids, mask, the filled cache)."""
+            """The default's shared forward: (left-padded ids, mask, the filled cache). The first lines of
+            ``control.HFBackend._shared``, with the cache passed in: control.py is a dependency of every generate@
+            stage, so the shared piece is factored out there when a candidate moves in, with the study's rerun."""
             tok = self.tokenizer
             pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
             device = next(self.model.parameters()).device
