@@ -3,7 +3,7 @@ unforced response where the top token is not a scheme token) generated pair by p
 (prompt, first token) from scratch, as before) and with one prompt forward shared by a prompt's continuations, side by
 side in one run, response by response.
 
-    python bench/generation.py [--model models/smollm2-135m/sft/single_r33] [--prompts 96] [--max-new-tokens 16]
+    python bench/generation.py [--model models/smollm2-135m/sft/single_r10] [--prompts 96] [--max-new-tokens 16]
                                [--batch-size 32] [--max-tokens 2048] [--rounds 1]
 
 Prompts: a stratified sample of CoCoNot original + contrast (the calibration prompts). Settings, each timed on the
@@ -12,9 +12,9 @@ at most 2 × ``--max-tokens`` padded tokens (as wide as the default: what larger
 shared prefill at ``--batch-size`` / 2 distinct prompts (≈ the same number of sequences decoded at once), at
 ``--batch-size`` prompts, at twice that with at most ``--max-tokens`` padded prompt tokens per batch (long
 prompts in smaller batches: the study's default), at four times that with twice the tokens (wider decode steps),
-and two candidates for the default, defined here: its key/value cache preallocated (transformers' ``StaticCache``:
-no concatenation per decode step), and its forced and unforced continuations decoded in one ``generate`` call per
-batch instead of one per kind; and, when the ``ctranslate2`` package is installed, CTranslate2's fp32 generator on the
+the default with its forced and unforced continuations decoded in one ``generate`` call per kind (the previous
+default; the default makes one per batch), and that with its key/value cache preallocated (transformers'
+``StaticCache``: no concatenation per decode step), both defined here; and, when the ``ctranslate2`` package is installed, CTranslate2's fp32 generator on the
 same pairs (a C++ inference engine; not a dependency of the study). Every setting's responses are compared with the
 reference's (fp32: the share identical; a difference comes from a different batch composition changing float
 rounding at a near-tie, and is printed). Each setting's useful work is counted in model FLOPs (prompt positions it
@@ -46,7 +46,7 @@ def main() -> None:
     from refusal_tokens.scoring import chat_prompts
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="models/smollm2-135m/sft/single_r33")
+    parser.add_argument("--model", default="models/smollm2-135m/sft/single_r10")
     parser.add_argument("--scheme", default="single")
     parser.add_argument("--prompts", type=int, default=96)
     parser.add_argument("--max-new-tokens", type=int, default=16)
@@ -82,12 +82,12 @@ def main() -> None:
             share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens),
         f"shared prefill, {4 * b} prompts, ≤{2 * opts.max_tokens} padded tokens": dict(
             share_prefill=True, batch_size=4 * b, max_tokens=2 * opts.max_tokens),  # wider decode steps
-        # the study's default (the 2b-prompt setting) with its key/value cache preallocated: no per-step concatenation
-        f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens, static cache": dict(
+        # the study's default (the 2b-prompt setting) with one generate call per kind of continuation (the previous
+        # default), and that with its key/value cache preallocated (no per-step concatenation)
+        f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens, one generate call per kind": dict(
+            share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens, candidate="per kind"),
+        f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens, per kind, static cache": dict(
             share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens, candidate="static cache"),
-        # the default with forced and unforced continuations decoded in one generate call per batch
-        f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens, one decode call": dict(
-            share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens, candidate="one decode call"),
     }
     candidates = _candidates()
     config = model.config
@@ -145,67 +145,40 @@ def main() -> None:
 
 
 def _candidates() -> dict:
-    """Two candidates for the default ``control.HFBackend``, measured here first; both keep its shared prompt
-    forward (each distinct prompt but its last token, once) and change what follows it:
+    """Variants of the default ``control.HFBackend`` (one shared prompt forward per batch, then ONE ``generate`` call
+    for its forced and unforced continuations), measured against it here; each reuses its prefill and continue steps
+    and changes what follows the forward:
 
-    - ``static cache``: the forward fills a preallocated key/value cache (transformers' ``StaticCache``): every
-      decode step writes its keys in place instead of concatenating the cache, and attends over the whole
-      preallocated length, masked; one ``generate`` call per kind of continuation, as the default;
-    - ``one decode call``: the forced and unforced continuations of a batch are decoded by ONE ``generate`` call
-      (the default makes one per kind): the unforced tail (the prompt's last token) is left-padded to the forced
-      tail's two positions, so its row holds one masked position between the cached prompt and its last token, and
-      position ids follow the mask. Decode steps run ≈1.5× wider, half as often, and the cache is reordered once
-      instead of copied.
+    - ``per kind``: the previous default: one ``generate`` call per kind of continuation (forced, unforced), each
+      from its own copy of the cache;
+    - ``static cache``: as ``per kind``, but the forward fills a preallocated key/value cache (transformers'
+      ``StaticCache``): every decode step writes its keys in place instead of concatenating the cache, and attends
+      over the whole preallocated length, masked.
     """
     import copy
 
-    import torch
     from transformers import StaticCache
 
     from refusal_tokens import control
-    from refusal_tokens.scoring import left_pad
 
-    class Candidate(control.HFBackend):
-        def _prefill(self, groups, prompts, cache=None):
-            """The default's shared forward: (left-padded ids, mask, the filled cache). The first lines of
-            ``control.HFBackend._shared``, with the cache passed in: control.py is a dependency of every generate@
-            stage, so the shared piece is factored out there when a candidate moves in, with the study's rerun."""
-            tok = self.tokenizer
-            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-            device = next(self.model.parameters()).device
-            ids, mask = left_pad([prompts[g[0]][:-1] for g in groups], pad)
-            self.prompt_tokens += sum(len(prompts[g[0]]) - 1 for g in groups)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                             position_ids=positions.to(device), cache=cache, use_cache=True, logits_to_keep=1)
-            return ids, mask, out.cache
+    class PerKindBackend(control.HFBackend):
+        def _shared(self, groups, prompts, firsts, max_new_tokens, texts):
+            self._per_kind(groups, prompts, firsts, max_new_tokens, texts, *self._prefill(groups, prompts))
 
-        def _continue(self, groups, prompts, firsts, kinds, cache, ids, mask, max_new_tokens, texts):
-            """One generate call over the continuations whose kind (forced or not) is in ``kinds``."""
-            pairs = [(slot, i) for slot, g in enumerate(groups) for i in g if (firsts[i] is not None) in kinds]
-            index = torch.tensor([slot for slot, _ in pairs])
-            cache.reorder_cache(index.to(next(self.model.parameters()).device))
-            rows = [i for _, i in pairs]
-            self._generate(rows, [prompts[i][-1:] + ([] if firsts[i] is None else [firsts[i]]) for i in rows], cache,
-                           (ids[index], mask[index]), max_new_tokens, texts)
+        def _per_kind(self, groups, prompts, firsts, max_new_tokens, texts, ids, mask, cache):
+            kinds = [kind for kind in (True, False) if any((firsts[i] is not None) == kind for g in groups for i in g)]
+            for n, kind in enumerate(kinds):
+                own = cache if n == len(kinds) - 1 else copy.deepcopy(cache)  # the last kind consumes the original
+                self._continue(groups, prompts, firsts, {kind}, own, ids, mask, max_new_tokens, texts)
 
-    class StaticCacheBackend(Candidate):
+    class StaticCacheBackend(PerKindBackend):
         def _shared(self, groups, prompts, firsts, max_new_tokens, texts):
             width = max(len(prompts[g[0]]) for g in groups) - 1
             # the prompt but its last token, then ≤ 2 tail positions (last token, forced token) and the new tokens
-            ids, mask, cache = self._prefill(groups, prompts, StaticCache(config=self.model.config,
-                                                                          max_cache_len=width + 2 + max_new_tokens))
-            kinds = [kind for kind in (True, False) if any((firsts[i] is not None) == kind for g in groups for i in g)]
-            for n, kind in enumerate(kinds):
-                own = cache if n == len(kinds) - 1 else copy.deepcopy(cache)
-                self._continue(groups, prompts, firsts, {kind}, own, ids, mask, max_new_tokens, texts)
+            static = StaticCache(config=self.model.config, max_cache_len=width + 2 + max_new_tokens)
+            self._per_kind(groups, prompts, firsts, max_new_tokens, texts, *self._prefill(groups, prompts, static))
 
-    class OneCallBackend(Candidate):
-        def _shared(self, groups, prompts, firsts, max_new_tokens, texts):
-            ids, mask, cache = self._prefill(groups, prompts)
-            self._continue(groups, prompts, firsts, {True, False}, cache, ids, mask, max_new_tokens, texts)
-
-    return {"static cache": StaticCacheBackend, "one decode call": OneCallBackend}
+    return {"per kind": PerKindBackend, "static cache": StaticCacheBackend}
 
 
 def _result(name, kwargs, seconds, texts, reference, firsts, new_tokens, prompt_positions, flops, peak) -> dict:

@@ -1,7 +1,7 @@
 """First-token scoring speed: one prompt at a time (the baseline) and batched (length-sorted, left-padded) under a
 few batch settings, side by side in one run, against a fp32 GEMM peak measured in the same run.
 
-    python bench/scoring.py [--model models/smollm2-135m/sft/single_r33] [--prompts 256]
+    python bench/scoring.py [--model models/smollm2-135m/sft/single_r10] [--prompts 256]
                             [--settings 32:1024,64:2048,128:4096]
 
 Prompts: a stratified sample of CoCoNot original + contrast (the calibration prompts). Each setting is
@@ -41,7 +41,7 @@ def main() -> None:
     from refusal_tokens import control, scoring
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="models/smollm2-135m/sft/single_r33")
+    parser.add_argument("--model", default="models/smollm2-135m/sft/single_r10")
     parser.add_argument("--scheme", default="single")
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--settings", default="32:1024,64:2048,128:4096",

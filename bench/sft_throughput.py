@@ -4,7 +4,7 @@
                                    [--settings freeze15_before,freeze15] [--with-trl-defaults] [--profile freeze15]
     python bench/sft_throughput.py --alternate 3 --settings freeze15_before,freeze15 --steps 20 --warmup 3
 
-Every setting sees the same model, data (the r33 mix, single scheme, rows ≤ max_length), seed and batch of 8, and
+Every setting sees the same model, data (the r10 mix, single scheme, rows ≤ max_length), seed and batch of 8, and
 trains ``warmup + steps`` steps; the first ``warmup`` are not timed. ``--profile SETTING`` runs that setting once
 more under ``torch.profiler`` (not timed) and records where its timed steps' CPU time goes. Settings (our CPU
 default is ``freeze15``):
@@ -273,7 +273,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/smollm2-135m/init/single-words")
-    parser.add_argument("--data", default="data/processed/mixes/r33/single/train.jsonl")
+    parser.add_argument("--data", default="data/processed/mixes/r10/single/train.jsonl")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)

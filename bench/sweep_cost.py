@@ -1,7 +1,7 @@
 """Cost of a K-threshold sweep: naive (one generation per threshold per prompt, as the official code does) vs the
 exact sweep (≤ 2 cached generations per prompt, every threshold by lookup), side by side in one run.
 
-    python bench/sweep_cost.py [--model models/smollm2-135m/sft/single_r33] [--prompts 100] [--k 21]
+    python bench/sweep_cost.py [--model models/smollm2-135m/sft/single_r10] [--prompts 100] [--k 21]
                                [--batch-size 64] [--max-tokens 2048] [--naive-batch-size 32]
 
 Both ways score the prompts once (one forward each; included in both times), decide each threshold's first token
@@ -30,7 +30,7 @@ def main() -> None:
     from refusal_tokens import control
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="models/smollm2-135m/sft/single_r33")
+    parser.add_argument("--model", default="models/smollm2-135m/sft/single_r10")
     parser.add_argument("--scheme", default="single")
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--k", type=int, default=21)

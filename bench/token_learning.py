@@ -1,5 +1,5 @@
 """How fast the scheme token is learned under different init / learning-rate schemes (the probes behind the
-README's choice). Each setting trains the `single` scheme on the r33 mix for the same steps and reports, on the
+README's choice). Each setting trains the `single` scheme on the r10 mix for the same steps and reports, on the
 validation split, AUROC of p([refuse]) (refusal vs answer prompts), first-token accuracy and validation loss.
 
     python bench/token_learning.py --steps 20 --setting words:2e-4:0 --setting words:1e-3:0 --setting words:2e-4:3e-3
@@ -20,7 +20,7 @@ from refusal_tokens import train
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="models/smollm2-135m")
-    parser.add_argument("--mix", default="data/processed/mixes/r33/single")
+    parser.add_argument("--mix", default="data/processed/mixes/r10/single")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--setting", action="append", required=True)
     opts = parser.parse_args()

@@ -49,7 +49,7 @@ def test_yaml_exponent_floats_are_numbers():
     values["train"]["common"]["learning_rate"] = "2e-5"  # YAML 1.1 reads 2e-5 (no dot) as a string
     params = C.validate(values)
     assert params.train.common.learning_rate == 2e-5
-    assert train.config_from_params(params, "single_r33").learning_rate == 2e-5
+    assert train.config_from_params(params, "single_r10").learning_rate == 2e-5
 
 
 def test_every_problem_is_reported_at_once_with_its_dotted_path():
@@ -81,7 +81,7 @@ def test_every_problem_is_reported_at_once_with_its_dotted_path():
     ({"contrast_source_rows": True}, r"data\.contrast_source_rows: expected a number, got True"),
     ({"refusal_proportions": [0.5, 0.5]}, "duplicates"),
     ({"extra_mixes": {"x": {"refusal_proportion": 0.5, "size": 3}}}, r"data\.extra_mixes\.x\.size: unknown key"),
-    ({"extra_mixes": {"r33": {"refusal_proportion": 0.33}}}, "clash with the proportion mixes"),
+    ({"extra_mixes": {"r10": {"refusal_proportion": 0.33}}}, "clash with the proportion mixes"),
     ({"extra_mixes": {"x": {"refusal_proportion": 0.5, "general_share": 1.0}}},
      r"extra_mixes\.x: contrast_share \+ general_share must be 1"),
 ])
@@ -162,12 +162,12 @@ BAD_INPUTS = {
                                            r"train\.common\.learning_rate: Input should be a finite number"),
     "`train.common.max_steps: 1.5`": (_set("train.common.max_steps", 1.5), "train",
                                       r"train\.common\.max_steps: Input should be a valid integer"),
-    "`train.variants.single_r33.mix: r60` (no such mix)": (
-        _set("train.variants.single_r33.mix", "r60"), "train",
-        r"train\.variants\.single_r33\.mix: 'r60' is not a mix the data stage writes"),
-    "`train.variants.single_r33.scheme: multi`": (
-        _set("train.variants.single_r33.scheme", "multi"), "train",
-        r"train\.variants\.single_r33\.scheme: Input should be 'none', 'single' or 'category' \(got 'multi'\)"),
+    "`train.variants.single_r10.mix: r60` (no such mix)": (
+        _set("train.variants.single_r10.mix", "r60"), "train",
+        r"train\.variants\.single_r10\.mix: 'r60' is not a mix the data stage writes"),
+    "`train.variants.single_r10.scheme: multi`": (
+        _set("train.variants.single_r10.scheme", "multi"), "train",
+        r"train\.variants\.single_r10\.scheme: Input should be 'none', 'single' or 'category' \(got 'multi'\)"),
     "`calibration.control_raised: 1.2`": (_set("calibration.control_raised", 1.2), "calibration",
                                           r"calibration\.control_raised: Input should be less than or equal to 1"),
     "`calibration.strict_tpr: 1.5`": (_set("calibration.strict_tpr", 1.5), "calibration",
@@ -217,7 +217,7 @@ BAD_INPUTS = {
 }
 
 STAGES = {
-    "train": lambda p: train.main(["--variant", "single_r33", "--params", str(p)]),
+    "train": lambda p: train.main(["--variant", "single_r10", "--params", str(p)]),
     "train-config": lambda p: train.main(["--config", str(p.parent / "run.yaml")]),
     "generate": lambda p: benchmarks.main(["--params", str(p), "generate", "--model", "base"]),
     "judge": lambda p: benchmarks.main(["--params", str(p), "judge"]),
@@ -290,7 +290,7 @@ def test_a_checked_scheme_carries_its_tokens_and_is_not_checked_again():
     from refusal_tokens import tagging
 
     params = C.load(ROOT / "params.yaml")
-    scheme = params.generate.models["category_r33"].scheme
+    scheme = params.generate.models["category_r10"].scheme
     assert isinstance(scheme, tagging.TokenScheme) and scheme == "category" and len(scheme.tokens) == 6
     assert tagging.check_scheme(scheme) is scheme  # passed as it is, no lookup
     assert tagging.refusal_tokens(scheme) == list(scheme.tokens[:5]) and scheme.tokens[-1] == tagging.RESPOND

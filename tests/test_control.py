@@ -335,12 +335,11 @@ def test_end_of_turn_is_read_from_the_chat_template():
     assert end_of_turn_ids(tok) == [tok.convert_tokens_to_ids("<unk>")]
 
 
-@pytest.mark.parametrize("candidate", ["static cache", "one decode call"])
+@pytest.mark.parametrize("candidate", ["per kind", "static cache"])
 def test_the_bench_candidates_equal_generating_each_pair_from_scratch(tiny_varied, candidate):
-    """bench/generation.py's candidates for the default backend (its shared prompt forward into a preallocated
-    key/value cache; forced and unforced continuations decoded in one generate call, the unforced rows holding one
-    masked position) give the responses of generating every (prompt, first token) pair alone, across batches of
-    unequal prompt lengths."""
+    """bench/generation.py's variants of the default backend (one generate call per kind of continuation, each from
+    its own copy of the cache, as before; the same into a preallocated key/value cache) give the responses of
+    generating every (prompt, first token) pair alone, across batches of unequal prompt lengths."""
     from .bench_scripts import load
 
     model, tok, _ = tiny_varied

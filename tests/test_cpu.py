@@ -128,3 +128,22 @@ def test_the_setting_is_checked_at_the_door(setup, tmp_path):  # noqa: F811
 
     with pytest.raises(DataError, match="exact_cpu_speedups: Input should be a valid boolean"):
         cfg(setup, tmp_path, exact_cpu_speedups="fast")
+
+
+def test_install_and_restore_tolerate_a_trl_without_the_torch_tile(monkeypatch):
+    # a TRL without trl.kernels.chunked_logprob (not on the package, None in sys.modules: the import raises
+    # ImportError), then one whose module lacks _backward_tile: installing reports False, restoring is a no-op,
+    # neither raises
+    import sys
+    import types
+
+    monkeypatch.delattr(sys.modules["trl.kernels"], "chunked_logprob")
+    monkeypatch.setitem(sys.modules, "trl.kernels.chunked_logprob", None)
+    assert cpu.in_place_head_backward() is False
+    cpu.restore_head_backward()
+    bare = types.ModuleType("trl.kernels.chunked_logprob")
+    monkeypatch.setitem(sys.modules, "trl.kernels.chunked_logprob", bare)
+    monkeypatch.setattr(sys.modules["trl.kernels"], "chunked_logprob", bare, raising=False)
+    assert cpu.in_place_head_backward() is False
+    cpu.restore_head_backward()
+    assert not hasattr(bare, "_backward_tile")

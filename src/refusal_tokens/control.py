@@ -286,10 +286,10 @@ class HFBackend:
 
     ``share_prefill`` (default): the continuations of one prompt (``[refuse]`` and ``[respond]``, and the unforced
     one where it is needed) share one forward pass over the prompt. Each batch of distinct prompts is run once
-    without its last token, the key/value cache is copied once per continuation, and ``generate`` starts from that
-    cache with the prompt's last token plus the forced token: two of the study's three forward passes over a prompt
-    are saved. Off: every (prompt, first token) pair is generated from scratch (the reference; bench/generation.py
-    compares the two response by response).
+    without its last token, the key/value cache's rows are repeated once per continuation, and one ``generate`` call
+    starts from that cache with each prompt's last token plus its forced token: two of the study's three forward
+    passes over a prompt are saved. Off: every (prompt, first token) pair is generated from scratch (the reference;
+    bench/generation.py compares the two response by response).
     """
 
     model: object
@@ -367,9 +367,18 @@ class HFBackend:
             texts[i] = tok.decode(seq if end is None else seq[:end], skip_special_tokens=False)
 
     def _shared(self, groups, prompts, firsts, max_new_tokens: int, texts: list[str]) -> None:
-        """One forward over each distinct prompt but its last token; its cache copied to every continuation."""
-        import copy
+        """One forward over each distinct prompt but its last token, then ONE ``generate`` call for every
+        continuation of the batch, forced and unforced: the unforced tail (the prompt's last token) is left-padded to
+        the forced tail's two positions (last token, forced token), so its row holds one masked position between the
+        cached prompt and its last token, and position ids follow the mask. The cache is reordered once, not copied.
+        (One call per kind of continuation, each from its own copy of the cache, was 1.17× slower with identical
+        responses: bench/generation.py, "one generate call per kind".)"""
+        ids, mask, cache = self._prefill(groups, prompts)
+        self._continue(groups, prompts, firsts, {True, False}, cache, ids, mask, max_new_tokens, texts)
 
+    def _prefill(self, groups, prompts, cache=None):
+        """The shared forward over each group's prompt but its last token, left-padded, into ``cache`` (None: a new
+        dynamic one): returns (ids, mask, the filled cache)."""
         from .scoring import left_pad
 
         tok = self.tokenizer
@@ -378,19 +387,20 @@ class HFBackend:
         ids, mask = left_pad([prompts[g[0]][:-1] for g in groups], pad)
         self.prompt_tokens += sum(len(prompts[g[0]]) - 1 for g in groups)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                           position_ids=positions.to(device), use_cache=True, logits_to_keep=1).cache
-        # forced and unforced continuations differ in length (prompt's last token + forced token, or the last
-        # token alone), so each kind is decoded in its own generate call from its own copy of the cache
-        kinds = [kind for kind in (True, False) if any((firsts[i] is not None) == kind for g in groups for i in g)]
-        for n, kind in enumerate(kinds):
-            pairs = [(slot, i) for slot, g in enumerate(groups) for i in g if (firsts[i] is not None) == kind]
-            index = torch.tensor([slot for slot, _ in pairs])
-            own = cache if n == len(kinds) - 1 else copy.deepcopy(cache)  # the last kind may consume the original
-            own.reorder_cache(index.to(device))
-            rows = [i for _, i in pairs]
-            self._generate(rows, [prompts[i][-1:] + ([firsts[i]] if kind else []) for i in rows], own,
-                           (ids[index], mask[index]), max_new_tokens, texts)
+        out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                         cache=cache, use_cache=True, logits_to_keep=1)
+        return ids, mask, out.cache
+
+    def _continue(self, groups, prompts, firsts, kinds, cache, ids, mask, max_new_tokens: int,
+                  texts: list[str]) -> None:
+        """One ``generate`` call from ``cache`` over the continuations whose kind (forced: True, unforced: False) is
+        in ``kinds``; the cache's rows are reordered (and repeated) to one per continuation, in place."""
+        pairs = [(slot, i) for slot, g in enumerate(groups) for i in g if (firsts[i] is not None) in kinds]
+        index = torch.tensor([slot for slot, _ in pairs])
+        cache.reorder_cache(index.to(next(self.model.parameters()).device))
+        rows = [i for _, i in pairs]
+        self._generate(rows, [prompts[i][-1:] + ([] if firsts[i] is None else [firsts[i]]) for i in rows], cache,
+                       (ids[index], mask[index]), max_new_tokens, texts)
 
 
 class GenerationCache:

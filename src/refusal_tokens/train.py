@@ -74,7 +74,8 @@ class TrainConfig:
     # CPU only, and no number changes (refusal_tokens.cpu): freed memory stays in the process instead of coming back
     # as fresh zero-filled pages each step, and TRL's LM-head backward builds the logits gradient in place instead
     # of in a dozen new tensors, with the same float operations (bit-identical gradients: tests/test_cpu.py).
-    # bench/sft_throughput.py times the default with them off ("freeze15_before") and on, in one run.
+    # bench/sft_throughput.py times the default with them off ("freeze15_before") and on, in one run
+    # or (--alternate N) each in its own process, counterbalanced.
     exact_cpu_speedups: bool = True
     max_train_rows: int = 0  # 0 = every row of the train split
     eval_rows: int = 64  # validation rows for the loss (a fixed subset: loss is the costly part)
