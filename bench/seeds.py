@@ -11,8 +11,10 @@ Per seed: ``train.common.seed`` set (the data order and the new rows' dropout dr
   (``calibration.choose_thresholds`` on the same grid as notebook 03), with the conservative low end;
 - XSTest AUROC, unsafe vs safe;
 - ordinary instructions: the share whose greedy first token is ``[refuse]``.
-Appends one record per seed to ``reports/bench/seeds.json``; ``--summary`` prints mean [min–max] over those and the
-pipeline's own seed (``reports/metrics/evidence.json``; its validation AUROC is not in that file: "—").
+Appends one record per seed to ``reports/bench/seeds.json``; ``--summary`` prints mean [min–max] over those of the
+setting ``params.yaml`` holds now (share, steps, schedule, frozen blocks, …; earlier settings' runs stay in the file,
+left out with a count) and the pipeline's own seed (``reports/metrics/evidence.json``; its validation AUROC is not in
+that file: "—").
 """
 
 from __future__ import annotations
@@ -115,14 +117,43 @@ def pipeline_run(evidence: Path, params: Path) -> dict | None:
     return {"train": {"seed": seed}, "source": "pipeline", "test": {k: metrics.get(v) for k, v in PIPELINE.items()}}
 
 
+# What makes a recorded run the setting params.yaml holds now (besides its seed): the main mix's share, the steps,
+# and these keys of train.common
+SETTING = ("freeze_layers", "learning_rate", "lr_scheduler_type", "warmup_ratio", "per_device_train_batch_size",
+           "max_length")
+
+
+def setting_of(params: Path) -> dict:
+    """The setting params.yaml trains now, in a record's terms (share, steps, train keys)."""
+    import yaml
+
+    values = yaml.safe_load(params.read_text())
+    common = values["train"]["common"]
+    return {"share": values["data"]["refusal_proportions"][0], "steps": common["max_steps"],
+            "train": {k: common[k] for k in SETTING}}
+
+
+def same_setting(run: dict, setting: dict) -> bool:
+    return (run.get("share") == setting["share"] and run.get("steps") == setting["steps"]
+            and all(run.get("train", {}).get(k) == v for k, v in setting["train"].items()))
+
+
 def summary(path: Path, evidence: Path = HERE.parent / "reports" / "metrics" / "evidence.json",
             params: Path = HERE.parent / "params.yaml") -> dict:
-    """Print (and return) mean [min–max] per metric over the pipeline's seed and the recorded bench seeds."""
+    """Print (and return) mean [min–max] per metric over the pipeline's seed and the recorded bench seeds of the
+    setting params.yaml holds now (runs of earlier settings stay in the file and are left out, with a count)."""
     if not path.is_file():
         raise SystemExit(f"{path}: no runs recorded yet")
-    runs = json.loads(path.read_text())["runs"]
+    setting = setting_of(params)
+    recorded = json.loads(path.read_text())["runs"]
+    runs = [r for r in recorded if same_setting(r, setting)]
+    if len(runs) < len(recorded):
+        print(f"left out: {len(recorded) - len(runs)} recorded run(s) of another setting than params.yaml's "
+              f"(share {setting['share']}, {setting['steps']} steps, {setting['train']})")
     own = pipeline_run(evidence, params)
     runs = ([own] if own else []) + runs
+    if not runs:
+        raise SystemExit(f"{path}: no runs of params.yaml's setting recorded yet, and no pipeline run")
     print("seeds:", ", ".join(f"{r['train']['seed']}" + (" (pipeline)" if r.get("source") else "") for r in runs))
     out = {}
     for key in KEYS:
