@@ -117,20 +117,16 @@ def pipeline_run(evidence: Path, params: Path) -> dict | None:
     return {"train": {"seed": seed}, "source": "pipeline", "test": {k: metrics.get(v) for k, v in PIPELINE.items()}}
 
 
-# What makes a recorded run the setting params.yaml holds now (besides its seed): the main mix's share, the steps,
-# and these keys of train.common
-SETTING = ("freeze_layers", "learning_rate", "lr_scheduler_type", "warmup_ratio", "per_device_train_batch_size",
-           "max_length")
-
-
 def setting_of(params: Path) -> dict:
-    """The setting params.yaml trains now, in a record's terms (share, steps, train keys)."""
+    """The setting params.yaml trains now, in a record's terms: the main mix's share, the steps, and the train keys
+    every record carries (``dev_selection.SETTING_KEYS``, which writes them) but the seed."""
     import yaml
+    from dev_selection import SETTING_KEYS
 
     values = yaml.safe_load(params.read_text())
     common = values["train"]["common"]
     return {"share": values["data"]["refusal_proportions"][0], "steps": common["max_steps"],
-            "train": {k: common[k] for k in SETTING}}
+            "train": {k: common[k] for k in SETTING_KEYS if k != "seed"}}
 
 
 def same_setting(run: dict, setting: dict) -> bool:
