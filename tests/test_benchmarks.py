@@ -263,6 +263,27 @@ def test_generate_fails_cleanly_midway(tmp_path):
     assert not (tmp_path / "gen").exists() or not any((tmp_path / "gen").iterdir())
 
 
+def test_a_model_runs_only_the_benchmarks_it_lists(tmp_path):
+    """generate.models.<m>.benchmarks: a subset is scored (here 1 of 2 sets); the rest get no folder."""
+    from refusal_tokens import models, tiny
+
+    base = tiny.save_tiny_base(tmp_path / "base", ["a tiny corpus of words about cats"] * 3)
+    models.prepare_tokens(base, "single", "words", tmp_path / "models" / "m")
+    mix = tmp_path / "mixes" / "r50" / "single"
+    mix.mkdir(parents=True)
+    mix.joinpath("validation.jsonl").write_text(json.dumps(
+        {"id": "v", "prompt": [{"role": "user", "content": "hi"}], "category": "c", "should_refuse": False}) + "\n")
+    params = {"generate": {"out": "gen", "models_root": "models", "mixes_dir": "mixes", "validation_mix": "r50",
+                           "models": {"m": {"path": "m", "scheme": "single", "responses": False,
+                                            "benchmarks": ["xstest"]}},
+                           "temperatures": [1.0], "batch_size": 2, "score_batch_size": 2, "max_new_tokens": 2,
+                           "seed": 0, "benchmarks": {"coconot_original": {"score": 2, "generate": 1},
+                                                     "xstest": {"score": 2, "generate": 1}}}}
+    meta = B.generate_model("m", params, tmp_path, progress=False, loader=smoke.toy_benchmark)
+    assert sorted(meta["counts"]) == ["validation", "xstest"] and meta["counts"]["xstest"]["scored"] == 2
+    assert sorted(p.name for p in (tmp_path / "gen" / "m").iterdir() if p.is_dir()) == ["validation", "xstest"]
+
+
 def test_stratified_by_type_balances_prompt_types():
     rows = ([{"id": f"a{i}", "should_refuse": False, "category": "safe", "subcategory": "homonyms"} for i in range(8)]
             + [{"id": f"b{i}", "should_refuse": False, "category": "safe", "subcategory": "history"} for i in range(2)]

@@ -196,6 +196,10 @@ BAD_INPUTS = {
     "`generate.benchmarks.advbench.generate: 500` (more than scored)": (
         _set("generate.benchmarks.advbench.generate", 500), "generate",
         r"generate\.benchmarks\.advbench: generate \(500\) exceeds score \(300\)"),
+    "`generate.models.single_r10_nocontrast.benchmarks: [xstest]` (leaves out what calibration reads)": (
+        _set("generate.models.single_r10_nocontrast.benchmarks", ["xstest"]), "generate",
+        r"calibration: 'single_r10_nocontrast' needs 'coconot_original', which "
+        r"generate\.models\.single_r10_nocontrast\.benchmarks leaves out"),
     "`judge.judges: [..., {name: regex}]` (unknown judge kind)": (
         lambda v, t: {**v, "judge": {**v["judge"], "judges": [*v["judge"]["judges"], {"name": "regex"}]}}, "judge",
         r"judge\.judges\.4: judge 'regex': unknown kind 'regex'"),

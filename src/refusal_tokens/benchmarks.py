@@ -167,7 +167,10 @@ def generate_model(model_name: str, params: Mapping, root: str | os.PathLike = "
             raise DataError(f"{mix} not found: the validation split of mix {validation_mix!r} is needed to "
                             "choose thresholds (run `dvc repro data_tagging`)")
         jobs.append((VALIDATION, validation_rows(mix), 0))
+    chosen = spec.get("benchmarks")  # a subset (the ablation model: only what its comparison reads), or all
     for name, b in g["benchmarks"].items():
+        if chosen is not None and name not in chosen:
+            continue
         try:
             source = b.get("source") or name
             all_rows = loader(source) if loader else benchmark_rows(source, mirror)

@@ -326,6 +326,8 @@ class GenModel(Section):
     validation_mix: str | None = Field(None, description="the mix whose validation split is scored (default: "
                                                            "generate.validation_mix)")
     responses: Bool = Field(True, description="false: scored only, never generated")
+    benchmarks: list[str] | None = Field(None, min_length=1, description="the benchmarks this model is run on "
+                                         "(default: every one of generate.benchmarks)")
 
 
 class BenchSpec(Section):
@@ -384,6 +386,8 @@ class Generate(Section):
                      if b not in self.benchmarks]
         problems += [f"benchmarks.{name}: generate ({b.generate}) exceeds score ({b.score})"
                      for name, b in self.benchmarks.items() if b.generate > b.score]
+        problems += [f"models.{name}.benchmarks: {b!r} is not in benchmarks" for name, m in self.models.items()
+                     for b in m.benchmarks or () if b not in self.benchmarks]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -554,6 +558,17 @@ class Params(Section):
                 if model is not None and model.scheme != scheme:
                     problems.append(f"calibration.{key}: {getattr(c, key)!r} has scheme {model.scheme!r}, "
                                     f"expected {scheme!r}")
+        if c and g:  # a model run on a subset of the benchmarks (generate.models.<m>.benchmarks) must have what
+            coconot = ["coconot_original", "coconot_contrast"]  # its calibration role reads
+            reads = {c.ablation_model: coconot + ["xstest"]}
+            for m in [*c.baseline_models, *c.prompt_baseline_models, *c.reference_models]:
+                reads.setdefault(m, list(coconot))
+            for m in (c.single_model, c.category_model):
+                reads[m] = coconot + ["xstest", c.benign_benchmark, *c.harmful_benchmarks]
+            for m, needed in reads.items():
+                ran = g.models[m].benchmarks if m in g.models else None
+                problems += [f"calibration: {m!r} needs {b!r}, which generate.models.{m}.benchmarks leaves out"
+                             for b in needed if ran is not None and b not in ran]
         if c and judges is not None and (c.text_judge not in judges or c.text_judge == "token"):
             problems.append(f"calibration.text_judge: {c.text_judge!r} must be a text judge of judge.judges "
                             f"({[j for j in judges if j != 'token']})")
@@ -567,6 +582,9 @@ class Params(Section):
                                     f"{g.models[name].scheme!r}")
             problems += [f"benchmark_table.benchmarks: {b!r} is not in generate.benchmarks" for b in t.benchmarks
                          if b not in g.benchmarks]
+            problems += [f"benchmark_table: {m!r} needs {b!r}, which generate.models.{m}.benchmarks leaves out"
+                         for m in t.models if m in g.models and g.models[m].benchmarks is not None
+                         for b in t.benchmarks if b not in g.models[m].benchmarks]
         if t and judges is not None:
             problems += [f"benchmark_table.judges: {j!r} is not in judge.judges ({judges})" for j in t.judges
                          if j not in judges]
