@@ -90,6 +90,22 @@ def test_bad_mix_parameters(overrides, message):
         C.check_section("data", {**RAW["data"], **overrides})
 
 
+@pytest.mark.parametrize("model, subset, message", [
+    ("single_r10_nocontrast", ["xstest", "xstest_v3"], r"models\.single_r10_nocontrast\.benchmarks: 'xstest_v3' is not "
+                                                        r"in benchmarks"),
+    ("single_r10_nocontrast", [], r"single_r10_nocontrast\.benchmarks: List should have at least 1 item"),
+    # the single-token model is read on the harmful sets (safety read-out) and in the table
+    ("single_r10", ["coconot_original", "coconot_contrast", "xstest"],
+     r"calibration: 'single_r10' needs 'benign_instructions'"),
+    ("base", ["coconot_original", "coconot_contrast"], r"benchmark_table: 'base' needs 'xstest'"),
+])
+def test_a_benchmark_subset_must_hold_what_the_model_is_read_on(model, subset, message):
+    values = copy.deepcopy(RAW)
+    values["generate"]["models"][model]["benchmarks"] = subset
+    with pytest.raises(C.ParamsError, match=message):
+        C.validate(values)
+
+
 def test_train_config_file_is_checked_by_the_same_schema():
     with pytest.raises(DataError, match=r"(?s)2 problem\(s\).*learning_rate: Input should be greater than 0.*"
                                         r"lr: unknown key"):
