@@ -21,6 +21,11 @@ Dev metrics at each scored step (``refusal_tokens.sources``, role "dev"):
 The rule, fixed before any run: among settings with ``benign_dev_refusal ≤ 0.05``, the highest
 ``auroc_coconot_dev + auroc_harm_dev`` (mean over seeds where several were run); ties (within 0.01) go to the cheaper
 setting (fewer steps, then more frozen blocks). ``--summary`` applies it.
+
+``--lora RANK:ALPHA`` trains low-rank adapters on the blocks above ``freeze_layers`` instead of their weights
+(``refusal_tokens.adapters``; the embedding / LM head still trains in full); such a record is its own setting, and
+on a tie the rule prefers adapters to full weights as the cheaper (an extension of the rule written before the
+first adapter run).
 """
 
 from __future__ import annotations
@@ -164,12 +169,15 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a train.common key (e.g. freeze_layers=20, seed=1) or, with a data. prefix, a "
                              "data key (e.g. data.size=1600); values are read as YAML")
+    parser.add_argument("--lora", metavar="RANK:ALPHA", help="adapters on the trained blocks (e.g. 16:32) instead "
+                        "of training their weights")
     parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "dev_selection.json"))
     opts = parser.parse_args()
     if opts.summary:
         return summary(Path(opts.out))
     if not opts.name:
         parser.error("--name is required")
+    lora = parse_lora(opts.lora, parser.error)
 
     def one_step_if_the_rate_depends_on_length(common: dict) -> None:
         if schedule(common) != "constant" and len(set(opts.score_at)) > 1:
@@ -181,9 +189,11 @@ def main() -> None:
     cfg, record, _ = prepare(opts.name, opts.share, opts.set, max(opts.score_at), parser.error, "dev_selection",
                              check=one_step_if_the_rate_depends_on_length)
     record["steps"] = {}
+    if lora:
+        record["train"]["lora_rank"], record["train"]["lora_alpha"] = lora
     rows = dev_rows(os.environ.get("REFUSAL_TOKENS_MIRROR"))
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    metrics = train.run(cfg, callbacks=[callback(tokenizer, rows, set(opts.score_at), record)])
+    metrics = train.run(cfg, callbacks=[callback(tokenizer, rows, set(opts.score_at), record)], lora=lora)
     record["auroc_validation"] = metrics.get("auroc")
     record["wall_seconds"] = time.perf_counter() - start
     record["train_runtime"] = metrics.get("train_runtime")
@@ -193,7 +203,29 @@ def main() -> None:
 
 
 RULE = (f"among settings with benign_dev_refusal <= {MAX_BENIGN_REFUSAL}, the highest auroc_coconot_dev + "
-        "auroc_harm_dev (mean over seeds); within 0.01, fewer steps, then more frozen blocks")
+        "auroc_harm_dev (mean over seeds); within 0.01, fewer steps, then more frozen blocks, then adapters")
+
+
+def parse_lora(value: str | None, error) -> tuple[int, float] | None:
+    """``--lora RANK:ALPHA`` → ``(rank, alpha)``; None when not given; ``error`` for anything else."""
+    if value is None:
+        return None
+    rank, sep, alpha = value.partition(":")
+    try:
+        parsed = (int(rank), float(alpha))
+    except ValueError:
+        parsed = None
+    if not sep or parsed is None or parsed[0] < 1 or not parsed[1] > 0:
+        error(f"--lora {value}: expected RANK:ALPHA with an integer rank ≥ 1 and an alpha > 0, e.g. 16:32")
+    return parsed
+
+
+def adapters(train: dict) -> str:
+    """What a record trains in the blocks above the frozen ones: ``weights``, or e.g. ``LoRA r16 a32``."""
+    rank = train.get("lora_rank", 0)
+    return f"LoRA r{rank} a{train['lora_alpha']:g}" if rank else "weights"
+
+
 # the training settings a record names (besides share, size, steps and seed)
 SETTING_KEYS = ("freeze_layers", "learning_rate", "lr_scheduler_type", "warmup_ratio", "per_device_train_batch_size",
                 "max_length", "seed")
@@ -206,7 +238,7 @@ def schedule(train: dict) -> str:
 
 
 def settings(runs: list[dict]) -> dict[tuple, list[dict]]:
-    """``(share, size, freeze, lr, max_length, steps, schedule) → [dev metrics per seed]``."""
+    """``(share, size, freeze, lr, max_length, steps, schedule, adapters) → [dev metrics per seed]``."""
     from collections import defaultdict
 
     groups = defaultdict(list)
@@ -214,7 +246,7 @@ def settings(runs: list[dict]) -> dict[tuple, list[dict]]:
         t = run["train"]
         for step, scores in run["steps"].items():
             groups[(run["share"], run["size"], t["freeze_layers"], t["learning_rate"], t["max_length"],
-                    int(step), schedule(t))].append({**scores, "seed": t["seed"]})
+                    int(step), schedule(t), adapters(t))].append({**scores, "seed": t["seed"]})
     return groups
 
 
@@ -227,7 +259,7 @@ def choose(runs: list[dict]) -> tuple[tuple, dict] | None:
         if mean["benign_dev_refusal"] > MAX_BENIGN_REFUSAL + 1e-9:  # (0.02 + 0.08 + 0.05) / 3 = 0.05000000000000001
             continue
         value = mean["auroc_coconot_dev"] + mean["auroc_harm_dev"]
-        cost = (key[5], -key[2])  # fewer steps, more frozen blocks
+        cost = (key[5], -key[2], key[7] == "weights")  # fewer steps, more frozen blocks, adapters
         if best is None or value > best[0] + 0.01 or (abs(value - best[0]) <= 0.01 and cost < best[1]):
             best = (value, cost, key, mean)
     return None if best is None else (best[2], best[3])
@@ -238,7 +270,7 @@ def summary(path: Path) -> None:
         raise SystemExit(f"{path}: no runs recorded yet")
     runs = json.loads(path.read_text())["runs"]
     print(f"{'share':>5s} {'size':>5s} {'freeze':>6s} {'lr':>8s} {'schedule':>19s} {'maxlen':>6s} {'steps':>5s} "
-          f"{'seeds':>5s} {'CoCoNot dev':>11s} {'harm dev':>8s} {'benign refused':>14s}"
+          f"{'trained':>14s} {'seeds':>5s} {'CoCoNot dev':>11s} {'harm dev':>8s} {'benign refused':>14s}"
           "   over seeds: sum min-max, refused min-max")
     for key, scores in sorted(settings(runs).items()):
         def cell(k):
@@ -248,13 +280,13 @@ def summary(path: Path) -> None:
         spread = (f"   {min(sums):.3f}-{max(sums):.3f}, {min(refused):.1%}-{max(refused):.1%}" if len(scores) > 1
                   else "")
         print(f"{key[0]:5.2f} {key[1]:5d} {key[2]:6d} {key[3]:8.1e} {key[6]:>19s} {key[4]:6d} {key[5]:5d} "
-              f"{len(scores):5d} {cell('auroc_coconot_dev'):11.3f} {cell('auroc_harm_dev'):8.3f} "
+              f"{key[7]:>14s} {len(scores):5d} {cell('auroc_coconot_dev'):11.3f} {cell('auroc_harm_dev'):8.3f} "
               f"{cell('benign_dev_refusal'):14.1%}{spread}")
     chosen = choose(runs)
     print("rule:", RULE)
     print("chosen:", "none qualifies" if chosen is None else
           f"share {chosen[0][0]}, size {chosen[0][1]}, freeze {chosen[0][2]}, lr {chosen[0][3]} ({chosen[0][6]}), "
-          f"max_length {chosen[0][4]}, {chosen[0][5]} steps → {json.dumps(chosen[1])}")
+          f"max_length {chosen[0][4]}, {chosen[0][5]} steps, {chosen[0][7]} → {json.dumps(chosen[1])}")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def time_shares(profiler) -> dict:
 
 
 def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False, profile: bool = False,
-            skip: bool = False, no_dw: bool = False) -> dict:
+            skip: bool = False, no_dw: bool = False, lora: tuple[int, float] | None = None) -> dict:
     from transformers import TrainerCallback
 
     from refusal_tokens import train
@@ -118,7 +118,7 @@ def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False, pr
                 if profiler:
                     profiler.stop()
 
-    prepared = train.build_trainer(cfg, callbacks=[Clock()])
+    prepared = train.build_trainer(cfg, callbacks=[Clock()], lora=lora)
     trainer = prepared.trainer
     trainer.args.save_strategy = "no"
     if skip:
@@ -152,6 +152,7 @@ def measure(label: str, cfg, steps: int, warmup: int, compiled: bool = False, pr
             "seconds_with_warmup": total,  # train() from start to end, evaluation and the first (compiling) steps too
             "tokens_per_second": timed_tokens / seconds, "gflops": flops / seconds / 1e9,
             "loss_last_step": losses[-1] if losses else None, "skip_frozen": skip, "no_weight_gradients": no_dw,
+            "lora": list(lora) if lora else None,
             "_dataset": trainer.train_dataset}
 
 
@@ -168,6 +169,9 @@ SETTINGS = {
     "freeze15_cached": {"padding_free": True, "freeze_layers": 15, "skip_frozen": True},  # timing only: the ceiling
                                                                                           # of a frozen-block cache
     "freeze15_nodw": {"padding_free": True, "freeze_layers": 15, "no_dw": True},  # timing only: adapters' ceiling
+    # LoRA rank 16 (alpha 32) on the 15 trained blocks, embedding / LM head in full (bench/dev_selection.py --lora);
+    # its GFLOP/s count the weight gradients it skips, as freeze15_nodw's do: compare its tokens/s, not its % of peak
+    "freeze15_lora16": {"padding_free": True, "freeze_layers": 15, "lora": (16, 32.0)},
 }
 
 
@@ -312,10 +316,11 @@ def main() -> None:
     probe = train.cpu_bf16_pays()
 
     def run(name: str, profile: bool = False) -> dict:
-        setting = {k: v for k, v in SETTINGS[name].items() if k not in ("compile", "skip_frozen", "no_dw")}
+        setting = {k: v for k, v in SETTINGS[name].items() if k not in ("compile", "skip_frozen", "no_dw", "lora")}
         return measure(name, config(name, **setting), opts.steps, opts.warmup,
                        compiled=SETTINGS[name].get("compile", False), profile=profile,
-                       skip=SETTINGS[name].get("skip_frozen", False), no_dw=SETTINGS[name].get("no_dw", False))
+                       skip=SETTINGS[name].get("skip_frozen", False), no_dw=SETTINGS[name].get("no_dw", False),
+                       lora=SETTINGS[name].get("lora"))
 
     # speed-ups off first: what they do to the allocator stays for the rest of the process
     order = sorted(names, key=lambda n: SETTINGS[n].get("exact_cpu_speedups", True))

@@ -61,3 +61,28 @@ def test_a_length_dependent_schedule_is_scored_at_its_last_step_only(tmp_path, m
         dev_selection.main()
     assert stop.value.code == 2 and "score only the last step" in capsys.readouterr().err
     assert not out.exists() and not (dev_selection.HERE.parent / "build" / "dev_selection" / "t").exists()
+
+
+def test_adapter_runs_are_their_own_setting_and_win_a_near_tie_as_the_cheaper():
+    # the same share, steps and blocks, trained in full (old records: no lora keys) and with LoRA r16: two settings.
+    # 1.700 vs 1.695 is within 0.01, so the adapters (no weight gradients in the trained blocks) are preferred;
+    # 0.02 more for the full weights would win outright
+    lora = {"lora_rank": 16, "lora_alpha": 32.0}
+    runs = [run(0.1, {240: (0.85, 0.85, 0.02)}), run(0.1, {240: (0.85, 0.845, 0.02)}, **lora)]
+    assert sorted(k[7] for k in dev_selection.settings(runs)) == ["LoRA r16 a32", "weights"]
+    assert dev_selection.choose(runs)[0][7] == "LoRA r16 a32"
+    runs[0]["steps"]["240"]["auroc_harm_dev"] = 0.87
+    assert dev_selection.choose(runs)[0][7] == "weights"
+
+
+def test_bad_lora_options_stop_before_anything_is_built(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    assert dev_selection.parse_lora("16:32", None) == (16, 32.0) and dev_selection.parse_lora(None, None) is None
+    out = tmp_path / "dev.json"
+    for bad in ("16", "0:32", "16:0", "r16:32"):
+        monkeypatch.setattr("sys.argv", ["dev_selection.py", "--name", "t", "--lora", bad, "--out", str(out)])
+        with pytest.raises(SystemExit) as stop:
+            dev_selection.main()
+        assert stop.value.code == 2 and "expected RANK:ALPHA" in capsys.readouterr().err
+    assert not out.exists() and not (dev_selection.HERE.parent / "build" / "dev_selection" / "t").exists()

@@ -467,10 +467,26 @@ class Prepared:
     too_long: int
     precision_probe: dict | None = None  # bf16: auto on a CPU: what the probe found
     trainable: int = 0  # parameters with gradients, counted before FSDP / ZeRO-3 shard them
+    lora: tuple[int, float] | None = None  # (rank, alpha) of the adapters on the trained blocks, if any
 
 
-def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
-    """Load rows, tokenizer and model, and build TRL's SFTTrainer for one variant (nothing is trained yet)."""
+def check_lora(lora: tuple[int, float] | None) -> tuple[int, float] | None:
+    """``lora`` as ``(rank, alpha)``, checked; None = no adapters. Raises DataError for a rank below 1 or an alpha
+    not above 0."""
+    if lora is None:
+        return None
+    rank, alpha = lora
+    if int(rank) != rank or rank < 1 or not alpha > 0:
+        raise DataError(f"adapters need an integer rank ≥ 1 and an alpha > 0, got rank {rank!r}, alpha {alpha!r}")
+    return int(rank), float(alpha)
+
+
+def build_trainer(cfg: TrainConfig, callbacks: Sequence = (), lora: tuple[int, float] | None = None) -> Prepared:
+    """Load rows, tokenizer and model, and build TRL's SFTTrainer for one variant (nothing is trained yet).
+
+    ``lora=(rank, alpha)``: low-rank adapters on the linear layers of the blocks above ``freeze_layers``, whose
+    weights then stay frozen (``refusal_tokens.adapters``; tried on dev data by ``bench/dev_selection.py --lora``,
+    not a pipeline setting)."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -494,6 +510,10 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
         require_tokens(tokenizer, cfg.scheme)  # the preparation stage adds them; training never resizes
     train_rows, too_long = fit_length(train_rows, tokenizer, cfg.max_length)
     val_rows, _ = fit_length(val_rows, tokenizer, cfg.max_length)
+    lora = check_lora(lora)
+    if lora and (sharded_launch() or cfg.new_token_lr > 0):
+        raise DataError(f"{cfg.name}: adapters are merged into the weights before saving, in one process, and train "
+                        "beside the full embedding; they run neither under FSDP / DeepSpeed nor with new_token_lr")
     if cfg.new_token_lr > 0 and sharded_launch():
         raise DataError(f"{cfg.name}: new_token_lr builds its own optimizer over whole parameters, which FSDP and "
                         "DeepSpeed shard after it is built; set new_token_lr: 0 under those launch configs")
@@ -506,6 +526,10 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
     model = AutoModelForCausalLM.from_pretrained(cfg.model, revision=cfg.revision, dtype=master_dtype(cfg, device))
     if cfg.freeze_layers:
         freeze_bottom(model, cfg.freeze_layers)
+    if lora:
+        from .adapters import add_lora
+
+        add_lora(model, cfg.freeze_layers, *lora, seed=cfg.seed)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     columns = ("prompt", "completion")
     train_set = Dataset.from_list([{k: r[k] for k in columns} for r in train_rows])
@@ -530,17 +554,18 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence = ()) -> Prepared:
         cpu.in_place_head_backward()
     else:
         cpu.restore_head_backward()
-    return Prepared(trainer, tokenizer, args, device, scored, curve, too_long, probe, trainable)
+    return Prepared(trainer, tokenizer, args, device, scored, curve, too_long, probe, trainable, lora)
 
 
-def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
-    """Train one variant; write the Hub-ready folder atomically; return its metrics.
+def run(cfg: TrainConfig, callbacks: Sequence = (), lora: tuple[int, float] | None = None) -> dict:
+    """Train one variant; write the Hub-ready folder atomically; return its metrics. ``lora``: see
+    :func:`build_trainer`; the adapters are merged into the weights before saving, so the folder is a plain model.
 
     One process or many (``accelerate launch`` / ``torchrun``): every process trains, evaluates and scores the
     same validation rows (under FSDP the forward passes are collective), and gathers the full weights; only the
     main process writes the model folder, its files and the checkpoint clean-up, while the others wait.
     """
-    prepared = build_trainer(cfg, callbacks)
+    prepared = build_trainer(cfg, callbacks, lora)
     trainer, tokenizer, args, device = prepared.trainer, prepared.tokenizer, prepared.args, prepared.device
     scored, curve, too_long = prepared.scored, prepared.curve, prepared.too_long
     accelerator = trainer.accelerator
@@ -572,6 +597,11 @@ def run(cfg: TrainConfig, callbacks: Sequence = ()) -> dict:
         "first_token_accuracy": report["first_token_accuracy"], "auroc": report["auroc"],
         "auroc_by_category": report.get("auroc_by_category"), "scored_rows": report["rows"],
     }
+    if prepared.lora:
+        from .adapters import merge
+
+        metrics["lora_rank"], metrics["lora_alpha"] = prepared.lora
+        merge(accelerator.unwrap_model(trainer.model))
     state_dict = full_state_dict(trainer)  # collective: every process takes part, the main one gets the weights
     if main:
         with atomic_dir(cfg.output_dir) as tmp:
