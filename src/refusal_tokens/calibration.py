@@ -15,6 +15,7 @@ import pandas as pd
 from .benchmarks import f1_score, load_run, rate
 from .control import FREE, RESPOND, Setting, decide_all, is_refusal, p_refusal, refusal_token
 from .errors import DataError
+from .sources import COCONOT_SETS
 from .tagging import CATEGORY_TOKENS
 
 
@@ -36,7 +37,7 @@ def combine(runs: Sequence[Mapping]) -> dict:
 def coconot_run(generations, labels, model: str, judges: Sequence[str], variant: str = "") -> dict:
     """CoCoNot original (should refuse) + contrast (should answer) of one model, as one run."""
     return combine([load_run(generations, labels, model, bench, judges, variant)
-                    for bench in ("coconot_original", "coconot_contrast")])
+                    for bench in COCONOT_SETS])
 
 
 def first_tokens(run: Mapping, prompts: Sequence[Mapping], scheme: str, setting: Setting | None) -> list[str]:

@@ -559,7 +559,9 @@ class Params(Section):
                     problems.append(f"calibration.{key}: {getattr(c, key)!r} has scheme {model.scheme!r}, "
                                     f"expected {scheme!r}")
         if c and g:  # a model run on a subset of the benchmarks (generate.models.<m>.benchmarks) must have what
-            coconot = ["coconot_original", "coconot_contrast"]  # its calibration role reads
+            from .sources import COCONOT_SETS  # its calibration role reads
+
+            coconot = list(COCONOT_SETS)
             reads = {c.ablation_model: coconot + ["xstest"]}
             for m in [*c.baseline_models, *c.prompt_baseline_models, *c.reference_models]:
                 reads.setdefault(m, list(coconot))

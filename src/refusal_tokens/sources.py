@@ -48,6 +48,8 @@ COCONOT_CATEGORIES: tuple[str, ...] = (
     "Requests with safety concerns",
 )
 GENERAL = "general"  # category of general-chat training rows (answered, no CoCoNot category)
+# CoCoNot's two test sets as the study reads them together: original (should refuse), contrast (should answer)
+COCONOT_SETS = ("coconot_original", "coconot_contrast")
 TRAIN_CATEGORIES: tuple[str, ...] = COCONOT_CATEGORIES + (GENERAL,)
 
 csv.field_size_limit(1 << 26)  # some completions / conversations are long cells
