@@ -208,16 +208,18 @@ RULE = (f"among settings with benign_dev_refusal <= {MAX_BENIGN_REFUSAL}, the hi
 
 def parse_lora(value: str | None, error) -> tuple[int, float] | None:
     """``--lora RANK:ALPHA`` → ``(rank, alpha)``; None when not given; ``error`` for anything else."""
+    from refusal_tokens.errors import DataError
+    from refusal_tokens.train import check_lora
+
     if value is None:
         return None
     rank, sep, alpha = value.partition(":")
     try:
-        parsed = (int(rank), float(alpha))
-    except ValueError:
-        parsed = None
-    if not sep or parsed is None or parsed[0] < 1 or not parsed[1] > 0:
-        error(f"--lora {value}: expected RANK:ALPHA with an integer rank ≥ 1 and an alpha > 0, e.g. 16:32")
-    return parsed
+        if sep:
+            return check_lora((int(rank), float(alpha)))  # the ranges train.run itself checks
+    except (ValueError, DataError):
+        pass
+    error(f"--lora {value}: expected RANK:ALPHA with an integer rank ≥ 1 and an alpha > 0, e.g. 16:32")
 
 
 def adapters(train: dict) -> str:

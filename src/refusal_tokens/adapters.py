@@ -1,14 +1,14 @@
 """Low-rank adapters (LoRA; Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", arXiv 2106.09685) on
 the trained decoder blocks: a cheaper alternative to training those blocks' weights in full.
 
-With ``train.common.lora_rank: r > 0`` every linear layer of the blocks that train (those above
-``freeze_layers``: attention q/k/v/o and the MLP's gate/up/down) keeps its weight ``W`` frozen and learns
-``y = x Wᵀ + (alpha / r) · (x Aᵀ) Bᵀ`` with ``A`` (r × in) and ``B`` (out × r), ``B`` starting at zero, so step 0 is the
-model as loaded. The tied embedding / LM head still trains in full (it holds the scheme tokens' rows), and the
-norms of the trained blocks train as before. What it saves: backward through a block still computes the gradient
-of its input (the blocks below, the head and the adapters need it) but no longer the gradient of its weights,
-about a third of a block's work (``bench/sft_throughput.py``, setting ``freeze15_nodw``, measures that ceiling;
-the adapters' own matmuls are r / 576 of a layer's for SmolLM2's width).
+With ``train.run(cfg, lora=(r, alpha))`` (a bench option, not a pipeline parameter) every linear layer of the blocks
+that train (those above ``freeze_layers``: attention q/k/v/o and the MLP's gate/up/down) keeps its weight ``W``
+frozen and learns ``y = x Wᵀ + (alpha / r) · (x Aᵀ) Bᵀ`` with ``A`` (r × in) and ``B`` (out × r), ``B`` starting at
+zero, so step 0 is the model as loaded. The tied embedding / LM head still trains in full (it holds the scheme
+tokens' rows), and the norms of the trained blocks train as before. What it saves: backward through a block still
+computes the gradient of its input (the blocks below, the head and the adapters need it) but no longer the gradient
+of its weights, about a third of a block's work (``bench/sft_throughput.py``, setting ``freeze15_nodw``, measures
+that ceiling; the adapters' own matmuls are r / 576 of a layer's for SmolLM2's width).
 
 Before saving, ``merge`` folds each adapter into its weight (``W + (alpha / r) B A``) and puts a plain
 ``nn.Linear`` back, so the saved folder is an ordinary transformers model: every later stage loads it unchanged.
