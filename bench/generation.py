@@ -4,7 +4,7 @@ unforced response where the top token is not a scheme token) generated pair by p
 side in one run, response by response.
 
     python bench/generation.py [--model models/smollm2-135m/sft/single_r10] [--prompts 96] [--max-new-tokens 16]
-                               [--batch-size 32] [--max-tokens 2048] [--rounds 1]
+                               [--batch-size 32] [--max-tokens 2048] [--rounds 1] [--settings all]
 
 Prompts: a stratified sample of CoCoNot original + contrast (the calibration prompts). Settings, each timed on the
 same pairs after one warm-up: the reference at ``--batch-size`` sequences per batch; pair by pair at 4 × that with
@@ -13,8 +13,11 @@ shared prefill at ``--batch-size`` / 2 distinct prompts (≈ the same number of 
 ``--batch-size`` prompts, at twice that with at most ``--max-tokens`` padded prompt tokens per batch (long
 prompts in smaller batches: the study's default), at four times that with twice the tokens (wider decode steps),
 the default with its forced and unforced continuations decoded in one ``generate`` call per kind (the previous
-default; the default makes one per batch), and that with its key/value cache preallocated (transformers'
-``StaticCache``: no concatenation per decode step), both defined here; and, when the ``ctranslate2`` package is installed, CTranslate2's fp32 generator on the
+default; the default makes one per batch), that with its key/value cache preallocated (transformers'
+``StaticCache``: no concatenation per decode step), and that with its one-token decode step compiled by
+``torch.compile`` (inductor's CPU kernels; transformers' ``generate`` compiles the step when the cache is static:
+the compile time falls in the setting's first round, and every new batch shape may recompile), all defined here;
+and, when the ``ctranslate2`` package is installed, CTranslate2's fp32 generator on the
 same pairs (a C++ inference engine; not a dependency of the study). Every setting's responses are compared with the
 reference's (fp32: the share identical; a difference comes from a different batch composition changing float
 rounding at a near-tie, and is printed). Each setting's useful work is counted in model FLOPs (prompt positions it
@@ -23,6 +26,7 @@ of peak says how much faster the same work could still run, and the prefill the 
 alone can save.
 ``--rounds N`` runs the settings N times, their order reversed every other round, and takes each speed-up against the
 reference of its own round, so that a machine whose speed drifts during the bench favours no setting.
+``--settings`` runs a subset, named by the keys in ``SETTING_KEYS`` (the reference always among them).
 Writes what it printed to ``reports/bench/generation.json`` (with the command, the date, the CPU). Asserts nothing.
 """
 
@@ -36,9 +40,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+# --settings names, in the order of the settings in main() (the reference first; "default" is the study's)
+SETTING_KEYS = ("reference", "pairs_wide", "shared_half", "shared", "default", "shared_wide", "per_kind", "static",
+                "static_compiled")
+
 
 def main() -> None:
     import statistics
+
+    from torch._dynamo.utils import counters
 
     from common import coconot_sample, counterbalanced, gemm_peak, load_model, provenance, write_record
 
@@ -55,10 +65,16 @@ def main() -> None:
                         help="padded prompt tokens per batch for the largest shared-prefill setting")
     parser.add_argument("--rounds", type=int, default=1, help="run the settings this many times, their order "
                         "reversed every other round; each speed-up is taken against the reference of its own round")
+    parser.add_argument("--settings", default="all", help="'all', or a comma-separated subset of "
+                        f"{', '.join(SETTING_KEYS)} (reference included)")
     parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "generation.json"))
     opts = parser.parse_args()
     if opts.rounds < 1:
         parser.error("--rounds must be at least 1")
+    chosen = SETTING_KEYS if opts.settings == "all" else opts.settings.split(",")
+    if any(k not in SETTING_KEYS for k in chosen) or "reference" not in chosen:
+        parser.error(f"--settings takes 'all' or a comma-separated list of {', '.join(SETTING_KEYS)} that includes "
+                     f"reference (every speed-up and identity check is against it); got {opts.settings!r}")
     model, tok = load_model(opts.model)
     convs = [r["conversation"] for r in coconot_sample(opts.prompts)]
     scores = control.score(model, tok, convs, opts.scheme, batch_size=32, max_tokens=1024)
@@ -88,7 +104,13 @@ def main() -> None:
             share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens, candidate="per kind"),
         f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens, per kind, static cache": dict(
             share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens, candidate="static cache"),
+        f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens, per kind, static cache, compiled "
+        "decode step": dict(share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens,
+                            candidate="static cache, compiled decode"),
     }
+    assert len(SETTING_KEYS) == len(settings), "one --settings key per setting"
+    keys = dict(zip(SETTING_KEYS, settings))
+    settings = {keys[k]: settings[keys[k]] for k in SETTING_KEYS if k in chosen}
     candidates = _candidates()
     config = model.config
     non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
@@ -99,9 +121,11 @@ def main() -> None:
     for k, name in counterbalanced(list(settings), opts.rounds):
         kwargs = dict(settings[name])
         backend = candidates.get(kwargs.pop("candidate", None), control.HFBackend)(model, tok, **kwargs)
+        graphs = counters["stats"]["unique_graphs"]
         start = time.perf_counter()
         texts = backend.continue_from(conversations, firsts, opts.max_new_tokens)
         runs[k, name] = (time.perf_counter() - start, texts, backend)
+        backend.compiled_graphs = counters["stats"]["unique_graphs"] - graphs  # torch.compile's, in this run
     first = next(iter(settings))  # the reference setting; round 1's run of it gives the texts everything is compared to
     reference = runs[0, first][:2]
     for k in range(opts.rounds):  # in settings order, each against its own round's reference time
@@ -113,7 +137,9 @@ def main() -> None:
                 2 * head * backend.generated_tokens
             results.append({"round": k + 1, **_result(name, kwargs, seconds, texts, (runs[k, first][0], reference[1]),
                                                       firsts, backend.generated_tokens, backend.prompt_tokens, flops,
-                                                      peak)})
+                                                      peak), "compiled_graphs": backend.compiled_graphs})
+            if backend.compiled_graphs:
+                print(f"{'':50s} (torch.compile built {backend.compiled_graphs} graph(s) during this run)")
     try:
         import ctranslate2  # noqa: F401  (optional: pip install ctranslate2)
     except ImportError:
@@ -123,12 +149,13 @@ def main() -> None:
                                     results[0]["prompt_positions"]))  # it runs every pair whole, as the reference
     n_free = sum(t is None for t in firsts)
     pairs_work = results[0]["prompt_positions"]
-    shared_work = next(r["prompt_positions"] for r in results if r["share_prefill"])
+    shared_work = next((r["prompt_positions"] for r in results if r["share_prefill"]), None)
     lines = [f"{len(convs)} prompts ({sum(lengths) / len(convs):.1f} tokens on average) → {len(pairs)} "
-             f"responses ({n_free} unforced), ≤{opts.max_new_tokens} new tokens, fp32; GEMM peak {peak:.0f} GFLOP/s",
-             f"the shared prompt forward runs {shared_work} prompt positions instead of {pairs_work} "
-             f"({1 - shared_work / pairs_work:.0%} fewer; prefill alone could run {pairs_work / shared_work:.2f}× "
-             f"faster)"]
+             f"responses ({n_free} unforced), ≤{opts.max_new_tokens} new tokens, fp32; GEMM peak {peak:.0f} GFLOP/s"]
+    if shared_work:
+        lines.append(f"the shared prompt forward runs {shared_work} prompt positions instead of {pairs_work} "
+                     f"({1 - shared_work / pairs_work:.0%} fewer; prefill alone could run "
+                     f"{pairs_work / shared_work:.2f}× faster)")
     if opts.rounds > 1:
         for name in settings:
             ups = [r["speedup_vs_reference"] for r in results if r["setting"] == name]
@@ -157,7 +184,7 @@ def _candidates() -> dict:
     """
     import copy
 
-    from transformers import StaticCache
+    from transformers import CompileConfig, StaticCache
 
     from refusal_tokens import control
 
@@ -178,7 +205,22 @@ def _candidates() -> dict:
             static = StaticCache(config=self.model.config, max_cache_len=width + 2 + max_new_tokens)
             self._per_kind(groups, prompts, firsts, max_new_tokens, texts, *self._prefill(groups, prompts, static))
 
-    return {"per kind": PerKindBackend, "static cache": StaticCacheBackend}
+    class CompiledDecodeBackend(StaticCacheBackend):
+        def _generate(self, rows, sequences, cache, prefix, max_new_tokens, texts):
+            # transformers' generate compiles the one-token decode step when the cache is static (StaticCache) and
+            # the compile config allows this device; its tail forward (≤ 2 positions) and our prefill stay eager.
+            # The compiled call is kept on the model, so later batches reuse it (or recompile for a new shape).
+            config = CompileConfig(mode="default")
+            config._compile_all_devices = True
+            before = getattr(self.model.generation_config, "compile_config", None)
+            self.model.generation_config.compile_config = config
+            try:
+                super()._generate(rows, sequences, cache, prefix, max_new_tokens, texts)
+            finally:
+                self.model.generation_config.compile_config = before
+
+    return {"per kind": PerKindBackend, "static cache": StaticCacheBackend,
+            "static cache, compiled decode": CompiledDecodeBackend}
 
 
 def _result(name, kwargs, seconds, texts, reference, firsts, new_tokens, prompt_positions, flops, peak) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
@@ -350,3 +351,18 @@ def test_the_bench_candidates_equal_generating_each_pair_from_scratch(tiny_varie
              for c, t in pairs]
     assert texts == alone
     assert all(len({a for (_, t), a in zip(pairs, alone) if t == kind}) == 5 for kind in (REFUSE, None))  # per prompt
+
+
+@pytest.mark.parametrize("chosen", ["default,static", "reference,bogus", ""])
+def test_the_generation_bench_refuses_a_subset_without_the_reference_before_loading_anything(
+        chosen, monkeypatch, capsys):
+    """--settings names a subset by SETTING_KEYS and must include the reference (every speed-up and identity check
+    is against it); a bad list stops at the door, before the model (here a path that does not exist) is read."""
+    from .bench_scripts import load
+
+    generation = load("generation")
+    monkeypatch.setattr(sys, "argv", ["generation.py", "--model", "no/such/model", "--settings", chosen])
+    with pytest.raises(SystemExit) as stop:
+        generation.main()
+    assert stop.value.code == 2
+    assert "includes reference" in capsys.readouterr().err
