@@ -26,7 +26,7 @@ of peak says how much faster the same work could still run, and the prefill the 
 alone can save.
 ``--rounds N`` runs the settings N times, their order reversed every other round, and takes each speed-up against the
 reference of its own round, so that a machine whose speed drifts during the bench favours no setting.
-``--settings`` runs a subset, named by the keys in ``SETTING_KEYS`` (the reference always among them).
+``--settings`` runs a subset, named by the keys of ``setting_table`` (the reference always among them).
 Writes what it printed to ``reports/bench/generation.json`` (with the command, the date, the CPU). Asserts nothing.
 """
 
@@ -40,9 +40,29 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-# --settings names, in the order of the settings in main() (the reference first; "default" is the study's)
-SETTING_KEYS = ("reference", "pairs_wide", "shared_half", "shared", "default", "shared_wide", "per_kind", "static",
-                "static_compiled")
+
+def setting_table(b: int, max_tokens: int) -> dict[str, tuple[str, dict]]:
+    """``--settings`` key → (printed name, backend arguments), in the bench's order: the reference first; "default"
+    is the study's. ``b``: the reference's sequences per batch; ``max_tokens``: padded prompt tokens per batch of the
+    default (see the module docstring)."""
+    default = dict(share_prefill=True, batch_size=2 * b, max_tokens=max_tokens)
+    name = f"shared prefill, {2 * b} prompts, ≤{max_tokens} padded tokens"
+    return {
+        "reference": (f"pair by pair, batch {b} (reference)", dict(share_prefill=False, batch_size=b)),
+        "pairs_wide": (f"pair by pair, batch {4 * b}, ≤{2 * max_tokens} padded tokens",  # ≈ the default's width
+                       dict(share_prefill=False, batch_size=4 * b, max_tokens=2 * max_tokens)),
+        "shared_half": (f"shared prefill, {b // 2} prompts per batch", dict(share_prefill=True, batch_size=b // 2)),
+        "shared": (f"shared prefill, {b} prompts per batch", dict(share_prefill=True, batch_size=b)),
+        "default": (name, default),
+        "shared_wide": (f"shared prefill, {4 * b} prompts, ≤{2 * max_tokens} padded tokens",  # wider decode steps
+                        dict(share_prefill=True, batch_size=4 * b, max_tokens=2 * max_tokens)),
+        # the default with one generate call per kind of continuation (the previous default), that with its
+        # key/value cache preallocated (no per-step concatenation), and that with its decode step compiled
+        "per_kind": (f"{name}, one generate call per kind", {**default, "candidate": "per kind"}),
+        "static": (f"{name}, per kind, static cache", {**default, "candidate": "static cache"}),
+        "static_compiled": (f"{name}, per kind, static cache, compiled decode step",
+                            {**default, "candidate": "static cache, compiled decode"}),
+    }
 
 
 def main() -> None:
@@ -65,16 +85,20 @@ def main() -> None:
                         help="padded prompt tokens per batch for the largest shared-prefill setting")
     parser.add_argument("--rounds", type=int, default=1, help="run the settings this many times, their order "
                         "reversed every other round; each speed-up is taken against the reference of its own round")
+    keys = list(setting_table(2, 0))
     parser.add_argument("--settings", default="all", help="'all', or a comma-separated subset of "
-                        f"{', '.join(SETTING_KEYS)} (reference included)")
+                        f"{', '.join(keys)} (reference included)")
     parser.add_argument("--out", default=str(HERE.parent / "reports" / "bench" / "generation.json"))
     opts = parser.parse_args()
     if opts.rounds < 1:
         parser.error("--rounds must be at least 1")
-    chosen = SETTING_KEYS if opts.settings == "all" else opts.settings.split(",")
-    if any(k not in SETTING_KEYS for k in chosen) or "reference" not in chosen:
-        parser.error(f"--settings takes 'all' or a comma-separated list of {', '.join(SETTING_KEYS)} that includes "
+    chosen = keys if opts.settings == "all" else opts.settings.split(",")
+    if any(k not in keys for k in chosen) or "reference" not in chosen:
+        parser.error(f"--settings takes 'all' or a comma-separated list of {', '.join(keys)} that includes "
                      f"reference (every speed-up and identity check is against it); got {opts.settings!r}")
+    b = opts.batch_size
+    if b < 2:
+        parser.error("--batch-size must be at least 2 (the shared settings use half of it)")
     model, tok = load_model(opts.model)
     convs = [r["conversation"] for r in coconot_sample(opts.prompts)]
     scores = control.score(model, tok, convs, opts.scheme, batch_size=32, max_tokens=1024)
@@ -85,32 +109,8 @@ def main() -> None:
     # forced-token position a setting runs (HFBackend.prompt_tokens: with the shared forward a prompt but its last
     # token once, then its last token again per continuation) and each new token up to its end of turn
     lengths = [len(p) for p in chat_prompts(tok, convs)]
-    b = opts.batch_size
-    if b < 2:
-        parser.error("--batch-size must be at least 2 (the shared settings use half of it)")
-    settings = {
-        f"pair by pair, batch {b} (reference)": dict(share_prefill=False, batch_size=b),
-        f"pair by pair, batch {4 * b}, ≤{2 * opts.max_tokens} padded tokens": dict(
-            share_prefill=False, batch_size=4 * b, max_tokens=2 * opts.max_tokens),  # ≈ the default's width (2b prompts)
-        f"shared prefill, {b // 2} prompts per batch": dict(share_prefill=True, batch_size=b // 2),
-        f"shared prefill, {b} prompts per batch": dict(share_prefill=True, batch_size=b),
-        f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens": dict(
-            share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens),
-        f"shared prefill, {4 * b} prompts, ≤{2 * opts.max_tokens} padded tokens": dict(
-            share_prefill=True, batch_size=4 * b, max_tokens=2 * opts.max_tokens),  # wider decode steps
-        # the study's default (the 2b-prompt setting) with one generate call per kind of continuation (the previous
-        # default), and that with its key/value cache preallocated (no per-step concatenation)
-        f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens, one generate call per kind": dict(
-            share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens, candidate="per kind"),
-        f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens, per kind, static cache": dict(
-            share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens, candidate="static cache"),
-        f"shared prefill, {2 * b} prompts, ≤{opts.max_tokens} padded tokens, per kind, static cache, compiled "
-        "decode step": dict(share_prefill=True, batch_size=2 * b, max_tokens=opts.max_tokens,
-                            candidate="static cache, compiled decode"),
-    }
-    assert len(SETTING_KEYS) == len(settings), "one --settings key per setting"
-    keys = dict(zip(SETTING_KEYS, settings))
-    settings = {keys[k]: settings[keys[k]] for k in SETTING_KEYS if k in chosen}
+    table = setting_table(b, opts.max_tokens)
+    settings = {label: kwargs for key, (label, kwargs) in table.items() if key in chosen}
     candidates = _candidates()
     config = model.config
     non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
@@ -124,22 +124,22 @@ def main() -> None:
         graphs = counters["stats"]["unique_graphs"]
         start = time.perf_counter()
         texts = backend.continue_from(conversations, firsts, opts.max_new_tokens)
-        runs[k, name] = (time.perf_counter() - start, texts, backend)
-        backend.compiled_graphs = counters["stats"]["unique_graphs"] - graphs  # torch.compile's, in this run
+        runs[k, name] = (time.perf_counter() - start, texts, backend,
+                         counters["stats"]["unique_graphs"] - graphs)  # graphs torch.compile built in this run
     first = next(iter(settings))  # the reference setting; round 1's run of it gives the texts everything is compared to
     reference = runs[0, first][:2]
     for k in range(opts.rounds):  # in settings order, each against its own round's reference time
         if opts.rounds > 1:
             print(f"round {k + 1} ({'settings in this order' if k % 2 == 0 else 'run in the reverse order'})")
         for name, kwargs in settings.items():
-            seconds, texts, backend = runs[k, name]
+            seconds, texts, backend, graphs = runs[k, name]
             flops = 2 * non_embedding * (backend.prompt_tokens + backend.generated_tokens) + \
                 2 * head * backend.generated_tokens
             results.append({"round": k + 1, **_result(name, kwargs, seconds, texts, (runs[k, first][0], reference[1]),
                                                       firsts, backend.generated_tokens, backend.prompt_tokens, flops,
-                                                      peak), "compiled_graphs": backend.compiled_graphs})
-            if backend.compiled_graphs:
-                print(f"{'':50s} (torch.compile built {backend.compiled_graphs} graph(s) during this run)")
+                                                      peak), "compiled_graphs": graphs})
+            if graphs:
+                print(f"{'':50s} (torch.compile built {graphs} graph(s) during this run)")
     try:
         import ctranslate2  # noqa: F401  (optional: pip install ctranslate2)
     except ImportError:
